@@ -1,0 +1,5 @@
+import sys
+
+from asyncbench.cli import main
+
+sys.exit(main())
