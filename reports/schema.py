@@ -209,6 +209,8 @@ TRIALS = TableSpec(
             _field("started_at_ms", pa.float64(), "client wall clock"),
             _field("ended_at_ms", pa.float64(), "client wall clock: load stopped"),
             _field("warmup_until_ms", pa.float64(), "client wall clock: end of warm-up"),
+            _field("outage_start_ms", pa.float64(), "epoch ms: injected outage begins (if any)"),
+            _field("outage_end_ms", pa.float64(), "epoch ms: injected outage ends (if any)"),
             _field("requests_counted", pa.int64(), "requests Locust counted, all workers"),
             _field("rows_written", pa.int64(), "client rows the recorder wrote"),
             _field("late_sends", pa.int64(), "requests sent later than their intended time"),

@@ -56,8 +56,9 @@ class StackConfig:
     # --- storage-first event source mapping ---
     batch_size: int = 100
     batching_window_s: int = 0
-    retry_attempts: int = 10
-    """MaximumRetryAttempts; AWS's default (-1, infinite) would let a record block its shard."""
+    retry_attempts: int = 20
+    """MaximumRetryAttempts; AWS's default (-1, infinite) would let a record block its shard.
+    With the back-off below, 20 deliveries ride out an outage of about two minutes."""
     max_record_age_s: int = 3600
     """MaximumRecordAgeInSeconds; AWS's default (-1) keeps retrying for the 24 h retention."""
     bisect_on_error: bool = True
@@ -186,9 +187,7 @@ def _check_ranges(c: StackConfig) -> None:
         "between 1 and 10",
         c.parallelization_factor,
     )
-    _require(
-        c.retry_backoff_base_ms >= 0, "retry_backoff_base_ms", ">= 0", c.retry_backoff_base_ms
-    )
+    _require(c.retry_backoff_base_ms >= 0, "retry_backoff_base_ms", ">= 0", c.retry_backoff_base_ms)
     _require(
         c.retry_backoff_max_ms >= c.retry_backoff_base_ms,
         "retry_backoff_max_ms",
@@ -235,9 +234,13 @@ def _read_file(path: Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}")
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}"
+        ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a table of keys, not {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a table of keys, not {type(data).__name__}"
+        )
     return data
 
 

@@ -11,5 +11,5 @@ def _not_built(args: argparse.Namespace) -> int:
     raise AsyncbenchError(f"`asyncbench {args.command}` is not built yet")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    subparsers.add_parser('local', help='(not built yet)').set_defaults(handler=_not_built)
+def register(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("local", help="(not built yet)").set_defaults(handler=_not_built)
