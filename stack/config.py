@@ -24,6 +24,7 @@ from asyncbench.errors import ConfigError
 
 __all__ = [
     "LOG_RETENTION_DAYS",
+    "STREAM_FILTER_PATTERN",
     "StackConfig",
     "load_config",
     "parse_overrides",
@@ -269,3 +270,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if override_values:
         source = f"{source} + --set"
     return from_mapping({**values, **override_values}, source=source)
+
+
+# The event source mapping's filter (FilterCriteria pattern), used by the CDK app and the local
+# stage alike: only new requests reach the processor, never its own updates or TTL deletions.
+STREAM_FILTER_PATTERN: dict[str, Any] = {"eventName": ["INSERT"]}
