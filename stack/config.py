@@ -236,7 +236,7 @@ def _read_file(path: Path) -> dict[str, Any]:
             data = json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(
-            f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {error}"
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigError(

@@ -1,0 +1,49 @@
+"""The console script: --help lists every command of the contract; errors are one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncbench import cli
+from asyncbench.errors import ConfigError
+
+CONTRACT_COMMANDS = (
+    "synth", "deploy", "destroy", "local", "scenarios", "run", "worker", "report", "demo",
+)  # fmt: skip
+
+
+def test_help_lists_the_contract_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in CONTRACT_COMMANDS:
+        assert command in out
+
+
+def test_expected_errors_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parser = cli.build_parser()
+
+    def failing(_args: object) -> int:
+        raise ConfigError("config key 'batch_size' must be between 1 and 10000, got 0")
+
+    args = parser.parse_args(["synth"])
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(parser, args, failing))
+    assert cli.main(["synth"]) == cli.EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("asyncbench: error: config key 'batch_size'")
+
+
+class _FixedParser:
+    def __init__(self, parser: object, args: object, handler: object) -> None:
+        self._args = args
+        self._args.handler = handler  # type: ignore[attr-defined]
+
+    def parse_args(self, _argv: object) -> object:
+        return self._args
+
+    def print_help(self) -> None:  # pragma: no cover - not reached
+        pass
