@@ -1,15 +1,160 @@
-"""Command-line entry points (placeholder until implemented)."""
+"""`asyncbench demo`: the main job. Local stage up, both variants through the default scenario
+set, one report, local stage down (also on Ctrl-C or failure).
+
+The demo drives the same commands a user would type (`local up --detach`, `run`, `report`,
+`local down`), each as a child process, so what the demo shows is exactly what the commands do.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from asyncbench.errors import AsyncbenchError
 
+__all__ = ["DEMO_PLANS", "DemoStep", "register", "run_demo"]
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise AsyncbenchError(f"`asyncbench {args.command}` is not built yet")
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One `asyncbench run` of the demo: a scenario squeezed to the demo's time budget."""
+
+    scenario: str
+    duration_s: int
+    repetitions: int
+
+
+# Sized for a 2-core machine: about 10 minutes in all, or about 2 with --quick. Baseline gets
+# the most repetitions because its verdict (response latency) rests on a test across trials.
+DEMO_PLANS: dict[str, tuple[DemoStep, ...]] = {
+    "full": (
+        DemoStep("baseline", duration_s=40, repetitions=4),
+        DemoStep("outage", duration_s=90, repetitions=1),
+        DemoStep("capacity", duration_s=100, repetitions=1),
+    ),
+    "quick": (
+        DemoStep("baseline", duration_s=10, repetitions=3),
+        DemoStep("outage", duration_s=30, repetitions=1),
+        DemoStep("capacity", duration_s=25, repetitions=1),
+    ),
+}
+
+
+def _asyncbench(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asyncbench", *args]
+
+
+def _run_step(command: list[str], what: str) -> str:
+    """Run a child command, streaming its output; return its last line (a path, by contract)."""
+    print(f"[demo] {what}: {' '.join(command[2:])}", flush=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    last_line = ""
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.strip():
+                last_line = line.strip()
+        code = process.wait()
+    except KeyboardInterrupt:
+        # The child got the same SIGINT and ends its trial cleanly; let it finish that.
+        process.wait()
+        raise
+    if code != 0:
+        reason = last_line.removeprefix("asyncbench: error: ") or f"exit code {code}"
+        raise AsyncbenchError(f"demo step '{what}' failed: {reason}")
+    return last_line
+
+
+def _stop_stage() -> None:
+    result = subprocess.run(_asyncbench("local", "down"), capture_output=True, text=True)
+    if result.returncode != 0 and "not running" not in (result.stderr + result.stdout):
+        print(f"[demo] local down: {result.stderr.strip()}", file=sys.stderr)
+
+
+def _verdict_lines(index_html: Path) -> list[str]:
+    summary_path = index_html.parent / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    verdicts = summary.get("verdicts", {})
+    lines = []
+    for claim, verdict in verdicts.items():
+        if isinstance(verdict, dict):
+            text = verdict.get("verdict", "")
+            detail = verdict.get("detail") or verdict.get("summary") or ""
+            lines.append(f"  {claim}: {text}" + (f" ({detail})" if detail else ""))
+        else:
+            lines.append(f"  {claim}: {verdict}")
+    return lines
+
+
+def run_demo(*, quick: bool, extra_run_args: Sequence[str] = ()) -> Path:
+    """Run the whole demo and return the path of the report's index.html."""
+    plan = DEMO_PLANS["quick" if quick else "full"]
+    started = time.monotonic()
+    # Started outside the try: if another stage is running, its owner keeps it (no teardown here).
+    endpoints = _run_step(_asyncbench("local", "up", "--detach"), "local stage up")
+    run_dirs: list[str] = []
+    try:
+        for number, step in enumerate(plan, start=1):
+            run_dir = _run_step(
+                _asyncbench(
+                    "run",
+                    "--target",
+                    "local",
+                    "--scenario",
+                    step.scenario,
+                    "--duration",
+                    str(step.duration_s),
+                    "--repetitions",
+                    str(step.repetitions),
+                    "--endpoints",
+                    endpoints,
+                    *extra_run_args,
+                ),
+                f"scenario {number} of {len(plan)} ({step.scenario})",
+            )
+            run_dirs.append(run_dir)
+    finally:
+        print("[demo] local stage down", flush=True)
+        _stop_stage()
+    index_html = Path(_run_step(_asyncbench("report", *run_dirs), "report"))
+    minutes = (time.monotonic() - started) / 60
+    print(f"[demo] finished in {minutes:.1f} min; verdicts on the seed article's claims:")
+    for line in _verdict_lines(index_html):
+        print(line)
+    print(index_html)
+    return index_html
+
+
+def _handle(args: argparse.Namespace) -> int:
+    run_demo(quick=args.quick)
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("demo", help="(not built yet)").set_defaults(handler=_not_built)
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: a full local comparison of both variants, ending in a report",
+        description=(
+            "Brings the local stage up, runs the baseline, outage and capacity scenarios on both "
+            "variants (interleaved trials), writes one report, and takes the stage down again "
+            "(also on Ctrl-C or failure). About 10 minutes on a 2-core machine; --quick about 2. "
+            "Prints the headline verdicts and, last, the path of the report's index.html."
+        ),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter trials and fewer repetitions (~2 minutes)"
+    )
+    parser.set_defaults(handler=_handle)
