@@ -1,0 +1,55 @@
+"""A parsed mapping template, and the stack's own templates loaded once by file name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from stack.local.vtl.apigateway import Context, Input, Util
+from stack.local.vtl.parser import parse
+from stack.local.vtl.render import render_nodes
+
+__all__ = ["TEMPLATES_DIR", "Template", "load_template"]
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+
+_UTIL = Util()
+
+
+class Template:
+    """A VTL template parsed once and rendered many times (thread-safe: rendering is pure)."""
+
+    def __init__(self, source: str, name: str = "<template>") -> None:
+        self.name = name
+        self.source = source
+        self._nodes = parse(source)
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """Render with arbitrary top-level variables (a copy is changed by #set)."""
+        return render_nodes(self._nodes, dict(variables))
+
+    def render_api_gateway(
+        self,
+        *,
+        input: Input,
+        context: Context,
+        stage_variables: Mapping[str, str],
+    ) -> str:
+        """Render as API Gateway does, with $input, $context, $util and $stageVariables."""
+        return self.render(
+            {
+                "input": input,
+                "context": context,
+                "util": _UTIL,
+                "stageVariables": dict(stage_variables),
+            }
+        )
+
+
+@cache
+def load_template(file_name: str) -> Template:
+    """One of stack/templates/*.vtl (the files the CDK app deploys), parsed once."""
+    path = TEMPLATES_DIR / file_name
+    return Template(path.read_text(encoding="utf-8"), name=file_name)
