@@ -1,0 +1,213 @@
+"""The AWS side of a run: DynamoDB tables and streams, the SQS failure destination, CloudWatch.
+
+Names the endpoints file does not hold directly come from its extras, written by
+``asyncbench deploy``: ``functions`` ({variant: Lambda function name}) and ``api_names``
+({variant: REST API name}). A metric whose name is unknown is skipped, not guessed. The API's
+stage is the last path segment of the variant's base URL ("direct", "storage-first").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+
+from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
+from stack.endpoints import Endpoints
+
+__all__ = ["CLOUDWATCH_METRICS", "AwsStageSide", "MetricSpec", "metric_queries"]
+
+PERIOD_S = 60  # AWS service metrics are published per minute
+SQS_DRAIN_DEADLINE_S = 10.0
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One CloudWatch metric to fetch: where it lives, which statistics, its unit."""
+
+    namespace: str
+    name: str
+    resource: str
+    """'function', 'api' or 'table': which of the variant's resources its dimensions name."""
+    stats: tuple[str, ...]
+    unit: str
+    variants: tuple[str, ...] = ("direct", "storage_first")
+
+
+CLOUDWATCH_METRICS = (
+    MetricSpec("AWS/Lambda", "Invocations", "function", ("Sum",), "Count"),
+    MetricSpec(
+        "AWS/Lambda", "Duration", "function", ("Average", "p50", "p99", "Maximum"), "Milliseconds"
+    ),
+    MetricSpec("AWS/Lambda", "Errors", "function", ("Sum",), "Count"),
+    MetricSpec("AWS/Lambda", "Throttles", "function", ("Sum",), "Count"),
+    MetricSpec("AWS/Lambda", "ConcurrentExecutions", "function", ("Maximum",), "Count"),
+    MetricSpec(
+        "AWS/Lambda", "IteratorAge", "function", ("Average", "Maximum"), "Milliseconds",
+        ("storage_first",),
+    ),
+    MetricSpec("AWS/ApiGateway", "Count", "api", ("Sum",), "Count"),
+    MetricSpec("AWS/ApiGateway", "Latency", "api", ("Average", "p50", "p99"), "Milliseconds"),
+    MetricSpec("AWS/ApiGateway", "IntegrationLatency", "api", ("Average", "p99"), "Milliseconds"),
+    MetricSpec("AWS/ApiGateway", "4XXError", "api", ("Sum",), "Count"),
+    MetricSpec("AWS/ApiGateway", "5XXError", "api", ("Sum",), "Count"),
+    MetricSpec("AWS/DynamoDB", "ConsumedWriteCapacityUnits", "table", ("Sum",), "Count"),
+    MetricSpec("AWS/DynamoDB", "WriteThrottleEvents", "table", ("Sum",), "Count"),
+)  # fmt: skip
+
+
+def _dimensions(spec: MetricSpec, endpoints: Endpoints, variant: str) -> list[dict[str, str]]:
+    """The metric's dimensions for ``variant``, or [] when the resource's name is unknown."""
+    endpoint = endpoints.variant(variant)
+    if spec.resource == "table":
+        return [{"Name": "TableName", "Value": endpoint.table}]
+    if spec.resource == "function":
+        name = (endpoints.extra.get("functions") or {}).get(variant)
+        return [{"Name": "FunctionName", "Value": str(name)}] if name else []
+    name = (endpoints.extra.get("api_names") or {}).get(variant)
+    stage = urlparse(endpoint.base_url).path.rstrip("/").rsplit("/", 1)[-1]
+    if not name or not stage:
+        return []
+    return [{"Name": "ApiName", "Value": str(name)}, {"Name": "Stage", "Value": stage}]
+
+
+def metric_queries(
+    endpoints: Endpoints, variant: str
+) -> tuple[list[dict[str, Any]], dict[str, tuple[MetricSpec, str, list[dict[str, str]]]]]:
+    """GetMetricData queries for ``variant`` and what each query id stands for."""
+    queries: list[dict[str, Any]] = []
+    meaning: dict[str, tuple[MetricSpec, str, list[dict[str, str]]]] = {}
+    for spec in CLOUDWATCH_METRICS:
+        if variant not in spec.variants:
+            continue
+        dimensions = _dimensions(spec, endpoints, variant)
+        if not dimensions:
+            continue
+        for stat in spec.stats:
+            query_id = f"m{len(queries)}"
+            metric = {
+                "Namespace": spec.namespace,
+                "MetricName": spec.name,
+                "Dimensions": dimensions,
+            }
+            queries.append(
+                {
+                    "Id": query_id,
+                    "MetricStat": {"Metric": metric, "Period": PERIOD_S, "Stat": stat},
+                    "ReturnData": True,
+                }
+            )
+            meaning[query_id] = (spec, stat, dimensions)
+    return queries, meaning
+
+
+class AwsStageSide:
+    """:class:`~loadtests.collect.StageSide` of a deployed stack."""
+
+    source = "cloudwatch"
+
+    def __init__(self, endpoints: Endpoints, run_id: str, *, session: Any | None = None) -> None:
+        self.endpoints = endpoints
+        self.run_id = run_id
+        session = session or boto3.Session(region_name=endpoints.region)
+        self.dynamodb = session.client("dynamodb")
+        self.streams = session.client("dynamodbstreams")
+        self.sqs = session.client("sqs")
+        self.cloudwatch = session.client("cloudwatch")
+        destination = endpoints.variants.get("storage_first")
+        self.queue_url = destination.failure_destination if destination else None
+
+    def begin_trial(self) -> None:
+        """Nothing to mark: SQS messages are deleted as they are read."""
+
+    def items(self, variant: str) -> list[dict[str, Any]]:
+        return scan_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
+
+    def new_parked_records(self) -> list[dict[str, Any]]:
+        """Receive and delete messages until the queue is empty or the drain deadline passes."""
+        if not self.queue_url:
+            return []
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + SQS_DRAIN_DEADLINE_S
+        while time.monotonic() < deadline:
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                try:
+                    body = json.loads(message["Body"])
+                except json.JSONDecodeError:
+                    body = {"unparsed": message["Body"]}
+                records.append(body if isinstance(body, dict) else {"unparsed": body})
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                    for index, message in enumerate(messages)
+                ],
+            )
+        return records
+
+    def resolve(self, record: Mapping[str, Any]) -> list[str]:
+        info = record.get("DDBStreamBatchInfo") or {}
+        if not (info.get("streamArn") and info.get("shardId") and info.get("startSequenceNumber")):
+            return []
+        return resolve_sequence_range(
+            self.streams,
+            info["streamArn"],
+            info["shardId"],
+            info["startSequenceNumber"],
+            info.get("endSequenceNumber"),
+        )
+
+    def metrics(self, variant: str, start_ms: float, end_ms: float) -> list[dict[str, Any]]:
+        """CloudWatch datapoints of the variant's resources, per minute, over the window."""
+        queries, meaning = metric_queries(self.endpoints, variant)
+        if not queries:
+            return []
+        # Whole periods around the window, so the first and last minute are not cut off.
+        start = math.floor(start_ms / 1000 / PERIOD_S) * PERIOD_S
+        end = math.ceil(end_ms / 1000 / PERIOD_S) * PERIOD_S + PERIOD_S
+        rows: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {
+            "MetricDataQueries": queries,
+            "StartTime": datetime.fromtimestamp(start, UTC),
+            "EndTime": datetime.fromtimestamp(end, UTC),
+            "ScanBy": "TimestampAscending",
+        }
+        while True:
+            response = self.cloudwatch.get_metric_data(**arguments)
+            for result in response.get("MetricDataResults", []):
+                spec, stat, dimensions = meaning[result["Id"]]
+                described = {item["Name"]: item["Value"] for item in dimensions}
+                for stamp, value in zip(result["Timestamps"], result["Values"], strict=False):
+                    if value is None:
+                        continue
+                    rows.append(
+                        {
+                            "variant": variant,
+                            "source": self.source,
+                            "metric": spec.name,
+                            "timestamp_ms": stamp.timestamp() * 1000.0,
+                            "value": float(value),
+                            "unit": spec.unit,
+                            "dimensions": json.dumps(
+                                {**described, "namespace": spec.namespace, "stat": stat},
+                                sort_keys=True,
+                            ),
+                        }
+                    )
+            token = response.get("NextToken")
+            if not token:
+                return rows
+            arguments["NextToken"] = token
