@@ -1,0 +1,216 @@
+"""The REST API of a variant: ``POST /requests`` (wired by the stack) and ``GET /requests/{id}``.
+
+Both variants answer ``GET /requests/{id}`` the same way, straight from their table with a
+DynamoDB GetItem service integration (no Lambda in the read path). The stage is named after the
+variant's path segment ("direct" or "storage-first") and carries the stage variables the mapping
+templates read: ``tableName`` and ``scheme``.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stack.constructs.mapping_templates import read_template
+from stack.constructs.nag import acknowledge
+from stack.constructs.processor_function import retention_days
+
+__all__ = ["ACCESS_LOG_FIELDS", "IngestApi"]
+
+JSON = "application/json"
+
+# One JSON object per request in the access log; the server-side view of each request
+# (integration latency vs. total latency) for whoever debugs a surprising percentile.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "requestTimeEpoch": "$context.requestTimeEpoch",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integration.status",
+    "errorMessage": "$context.error.message",
+    "sourceIp": "$context.identity.sourceIp",
+    "responseLength": "$context.responseLength",
+}
+
+
+def _access_log_format() -> apigw.AccessLogFormat:
+    fields = ", ".join(f'"{key}": "{value}"' for key, value in ACCESS_LOG_FIELDS.items())
+    return apigw.AccessLogFormat.custom("{" + fields + "}")
+
+
+def _error_responses() -> list[apigw.IntegrationResponse]:
+    """DynamoDB's 4xx -> 400 and 5xx -> 500 (the template turns throttling into 429)."""
+    template = {JSON: read_template("put_error_response.vtl")}
+    return [
+        apigw.IntegrationResponse(
+            status_code="400", selection_pattern=r"4\d{2}", response_templates=template
+        ),
+        apigw.IntegrationResponse(
+            status_code="500", selection_pattern=r"5\d{2}", response_templates=template
+        ),
+    ]
+
+
+def _method_responses(*status_codes: str) -> list[apigw.MethodResponse]:
+    return [apigw.MethodResponse(status_code=code) for code in status_codes]
+
+
+class IngestApi(Construct):
+    """A regional REST API with access and error logging, and the shared read route.
+
+    ``self.api`` is the RestApi, ``self.requests`` the ``/requests`` resource the stack adds
+    ``POST`` to (with :meth:`add_post_to_function` or :meth:`add_post_to_table`), and
+    ``self.integration_role`` the role API Gateway assumes for DynamoDB (GetItem on ``table``
+    only, plus PutItem when the POST goes to the table).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage_name: str,
+        table: dynamodb.ITable,
+        log_retention_days: int,
+        description: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.table = table
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=retention_days(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description=description,
+            # REGIONAL: an edge-optimised API would add a CloudFront hop to every measured
+            # request, which is not part of either architecture.
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Access and execution logging need the account-level CloudWatch role.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                variables={"tableName": table.table_name, "scheme": "https"},
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=_access_log_format(),
+                # ERROR only: INFO/data tracing would log every body and cost latency.
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+            ),
+        )
+        self.integration_role = iam.Role(
+            self,
+            "IntegrationRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway's role for the DynamoDB service integrations",
+        )
+        table.grant(self.integration_role, "dynamodb:GetItem")
+        self.requests = self.api.root.add_resource("requests")
+        self.request_by_id = self.requests.add_resource("{id}")
+        self.get_method = self.request_by_id.add_method(
+            "GET",
+            self._dynamodb_integration(
+                action="GetItem",
+                request_template=read_template("get_request.vtl"),
+                # get_response.vtl overrides the status to 404 when there is no item.
+                success=apigw.IntegrationResponse(
+                    status_code="200",
+                    response_templates={JSON: read_template("get_response.vtl")},
+                ),
+            ),
+            request_parameters={"method.request.path.id": True},
+            method_responses=_method_responses("200", "400", "404", "500"),
+        )
+        self.post_method: apigw.Method | None = None
+        self._acknowledge_nag_findings()
+
+    def _acknowledge_nag_findings(self) -> None:
+        acknowledge(
+            self,
+            "AwsSolutions-APIG2",
+            "No request validation on purpose: an invalid body must be accepted and recorded as "
+            "a permanent failure (CONTRACT.md), which is one of the behaviours measured; "
+            "rejecting it at the gateway would change what is benchmarked.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-APIG3",
+            "No WAF: a short-lived benchmark endpoint; a web ACL adds per-request latency and "
+            "cost to exactly the path being measured. Teardown with `asyncbench destroy`.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-APIG4",
+            "No authorizer: the load generator sends plain HTTP per the contract, and an "
+            "authorizer would add its own latency to both variants. The API holds only "
+            "synthetic benchmark requests and is destroyed after the runs.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-COG4",
+            "No Cognito authorizer, for the same reason as AwsSolutions-APIG4.",
+        )
+        acknowledge(
+            self,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level role API Gateway needs to write access and execution logs "
+            "(AwsSolutions-APIG1/APIG6); this AWS managed policy is the documented one and is "
+            "scoped to CloudWatch Logs.",
+        )
+
+    def _dynamodb_integration(
+        self, *, action: str, request_template: str, success: apigw.IntegrationResponse
+    ) -> apigw.AwsIntegration:
+        return apigw.AwsIntegration(
+            service="dynamodb",
+            action=action,
+            options=apigw.IntegrationOptions(
+                credentials_role=self.integration_role,
+                request_templates={JSON: request_template},
+                # NEVER: a body of another content type must not reach DynamoDB untransformed
+                # (a raw PutItem body would let a client write any item). API Gateway answers
+                # 415 instead; a request without Content-Type uses the application/json template.
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                integration_responses=[success, *_error_responses()],
+            ),
+        )
+
+    def add_post_to_function(self, function: lambda_.IFunction) -> apigw.Method:
+        """``POST /requests`` -> Lambda proxy integration (direct variant)."""
+        self.post_method = self.requests.add_method(
+            # allow_test_invoke=False: no extra invoke permission for the console's test button.
+            "POST",
+            apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False),
+        )
+        return self.post_method
+
+    def add_post_to_table(self) -> apigw.Method:
+        """``POST /requests`` -> DynamoDB PutItem of the request (storage-first variant)."""
+        self.table.grant(self.integration_role, "dynamodb:PutItem")
+        self.post_method = self.requests.add_method(
+            "POST",
+            self._dynamodb_integration(
+                action="PutItem",
+                request_template=read_template("put_request.vtl"),
+                # The default response (no selection pattern): DynamoDB answers 200, 4xx or 5xx
+                # and the two error patterns take the latter, so this only ever sees 200.
+                success=apigw.IntegrationResponse(
+                    status_code="202",
+                    response_templates={JSON: read_template("put_response.vtl")},
+                ),
+            ),
+            method_responses=_method_responses("202", "400", "429", "500"),
+        )
+        return self.post_method
