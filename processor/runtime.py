@@ -1,0 +1,68 @@
+"""What one execution environment holds: settings, the DynamoDB client, clock, sleep, log.
+
+A :class:`Runtime` is built once per execution environment (at import on AWS, where the init
+phase pays for it) and passed to the handlers' pure-ish ``handle`` functions, so tests inject a
+fake clock and sleep and a moto client instead of patching module globals. It also knows
+whether an invocation is the environment's first (a cold start).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from processor.settings import Settings
+
+__all__ = ["Runtime", "dynamodb_client", "log_json", "wall_clock_ms"]
+
+
+def wall_clock_ms() -> int:
+    """The processor's clock: epoch milliseconds (the server clock lag is measured on)."""
+    return time.time_ns() // 1_000_000
+
+
+def log_json(fields: Mapping[str, Any]) -> None:
+    """One structured log line (CloudWatch Logs Insights parses JSON lines)."""
+    print(json.dumps(fields, separators=(",", ":"), default=str), file=sys.stdout, flush=True)
+
+
+def dynamodb_client(settings: Settings) -> Any:
+    """A low-level DynamoDB client; the endpoint override lets the local stage redirect it."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=settings.dynamodb_endpoint_url,
+        region_name=settings.region,
+        # Standard mode retries throttling with back-off; adaptive would hide throttling.
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+@dataclass
+class Runtime:
+    """One execution environment's state; ``begin_invocation`` tracks the cold start."""
+
+    settings: Settings
+    dynamodb: Any
+    now_ms: Callable[[], int] = wall_clock_ms
+    sleep: Callable[[float], None] = time.sleep
+    log: Callable[[Mapping[str, Any]], None] = log_json
+    _invocations: int = field(default=0, init=False)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Runtime:
+        """The runtime of a real environment: settings from env vars, a real client."""
+        settings = Settings.from_environ(os.environ if environ is None else environ)
+        return cls(settings=settings, dynamodb=dynamodb_client(settings))
+
+    def begin_invocation(self) -> bool:
+        """Count an invocation; True only for the first one of this environment."""
+        self._invocations += 1
+        return self._invocations == 1

@@ -1,0 +1,307 @@
+"""The storage-first handler: a DynamoDB stream batch -> logic -> item updates.
+
+Returns ``{"batchItemFailures": [{"itemIdentifier": SEQUENCE_NUMBER}, ...]}`` (the mapping has
+ReportBatchItemFailures on). Per record, in order:
+
+- not an INSERT (MODIFY from our own updates, REMOVE, TTL deletions, event names a newer SDK
+  would not know) or malformed: skipped;
+- item vanished: skipped and logged; item already SUCCEEDED/FAILED (a redelivery): not processed
+  again, ``duplicates`` incremented on the item;
+- success: PENDING -> SUCCEEDED with processed time, attempts and ``ttl = now + TTL_SECONDS``;
+- permanent failure: PENDING -> FAILED with the error (and a TTL if FAILURE_TTL_SECONDS > 0);
+- transient failure: ``attempts`` incremented and ``error`` recorded, a back-off inside the
+  invocation, then this record and every later one are reported as failures (the mapping
+  replays from the lowest; stopping here keeps per-item order). Past the ceiling (attempts or
+  record age, see :mod:`processor.retry`) the item is FAILED with the last error instead.
+
+``started_at_ms`` is when processing of the request first started (kept across retries);
+``processed_at_ms`` is when the item became terminal; ``attempts`` counts the attempts that ran
+the logic; ``cold_start`` is that of the invocation that made the item terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from processor import items
+from processor.logic import PermanentFailure, TransientFailure, process
+from processor.retry import backoff_ms, give_up_reason
+from processor.runtime import Runtime
+
+__all__ = ["handle", "handler", "is_new_request"]
+
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+Outcome = Literal["done", "retry"]
+
+# Attribute names that are DynamoDB reserved words go through placeholders.
+_NAMES = {"#status": "status", "#error": "error", "#ttl": "ttl"}
+
+
+def is_new_request(record: Mapping[str, Any]) -> bool:
+    """True for an INSERT record made by a client write (not a TTL deletion or an update)."""
+    if record.get("eventName") != "INSERT":
+        return False
+    identity = record.get("userIdentity") or {}
+    return identity.get("principalId") != TTL_PRINCIPAL
+
+
+def _created_ms(record: Mapping[str, Any], item: Mapping[str, Any]) -> float | None:
+    """When the request entered the stream, the earlier of the record's and the item's clock.
+
+    ApproximateCreationDateTime is rounded down to the second (epoch seconds in a Lambda event,
+    a datetime when a boto3 reader passes it on): either way the age errs on the old side.
+    """
+    candidates: list[float] = []
+    created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        candidates.append(created.timestamp() * 1000)
+    elif isinstance(created, int | float):
+        candidates.append(float(created) * 1000)
+    accepted_at_ms = items.read_int(item, "accepted_at_ms", 0)
+    if accepted_at_ms > 0:
+        candidates.append(float(accepted_at_ms))
+    return min(candidates) if candidates else None
+
+
+def _remaining_ms(context: Any) -> int | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else None
+
+
+class _RecordHandler:
+    """Handles the records of one invocation (shares its runtime, context and cold start)."""
+
+    def __init__(self, runtime: Runtime, context: Any, cold_start: bool) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.client = runtime.dynamodb
+        self.context = context
+        self.cold_start = cold_start
+
+    def log(self, fields: Mapping[str, Any]) -> None:
+        self.runtime.log({"handler": "stream", "coldStart": self.cold_start, **fields})
+
+    def handle(self, record: Mapping[str, Any]) -> Outcome:
+        sequence_number = record["dynamodb"]["SequenceNumber"]
+        base = {"sequenceNumber": sequence_number, "eventName": record.get("eventName")}
+        request_id = items.read_str((record.get("dynamodb") or {}).get("Keys") or {}, "id")
+        if not is_new_request(record) or request_id is None:
+            self.log({**base, "outcome": "skipped"})
+            return "done"
+        base["requestId"] = request_id
+        item = self.client.get_item(
+            TableName=self.settings.table_name,
+            Key={"id": items.string(request_id)},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            self.log({**base, "outcome": "vanished"})
+            return "done"
+        if items.read_str(item, "status") in items.TERMINAL:
+            self._count_duplicate(request_id, base)
+            return "done"
+
+        attempts = items.read_int(item, "attempts") + 1
+        started_at_ms = self.runtime.now_ms()
+        try:
+            process(
+                items.read_str(item, "request"),
+                now_ms=self.runtime.now_ms,
+                sleep=self.runtime.sleep,
+            )
+        except PermanentFailure as failure:
+            self._finish(request_id, items.FAILED, started_at_ms, str(failure), attempts, base)
+            return "done"
+        except TransientFailure as failure:
+            return self._transient(record, item, attempts, started_at_ms, failure, base)
+        self._finish(request_id, items.SUCCEEDED, started_at_ms, None, attempts, base)
+        return "done"
+
+    def _transient(
+        self,
+        record: Mapping[str, Any],
+        item: Mapping[str, Any],
+        attempts: int,
+        started_at_ms: int,
+        failure: TransientFailure,
+        base: Mapping[str, Any],
+    ) -> Outcome:
+        """Retry later (after a back-off), or give up past the ceiling."""
+        settings = self.settings
+        request_id = base["requestId"]
+        delay_ms = backoff_ms(
+            attempts,
+            base_ms=settings.retry_backoff_base_ms,
+            max_ms=settings.retry_backoff_max_ms,
+            remaining_ms=_remaining_ms(self.context),
+        )
+        created_ms = _created_ms(record, item)
+        age_ms = 0.0 if created_ms is None else self.runtime.now_ms() - created_ms
+        reason = give_up_reason(
+            attempts,
+            max_attempts=settings.max_attempts,
+            age_ms=age_ms,
+            max_record_age_s=settings.max_record_age_s,
+            next_backoff_ms=delay_ms,
+        )
+        if reason is not None:
+            error = f"{failure} ({reason})"
+            self._finish(request_id, items.FAILED, started_at_ms, error, attempts, base)
+            return "done"
+        updated = self._update(
+            request_id,
+            "SET #error = :error, started_at_ms = if_not_exists(started_at_ms, :started) "
+            "ADD attempts :one",
+            {":error": items.string(str(failure)), ":started": items.number(started_at_ms)},
+        )
+        if updated is None:
+            self._count_duplicate(request_id, base)
+            return "done"
+        self.log(
+            {
+                **base,
+                "outcome": "retry",
+                "attempts": attempts,
+                "backoffMs": delay_ms,
+                "error": str(failure),
+            }
+        )
+        self.runtime.sleep(delay_ms / 1000)
+        return "retry"
+
+    def _finish(
+        self,
+        request_id: str,
+        status: str,
+        started_at_ms: int,
+        error: str | None,
+        attempts: int,
+        base: Mapping[str, Any],
+    ) -> None:
+        """Make a PENDING item terminal (SUCCEEDED or FAILED)."""
+        processed_at_ms = self.runtime.now_ms()
+        ttl_seconds = (
+            self.settings.ttl_seconds
+            if status == items.SUCCEEDED
+            else self.settings.failure_ttl_seconds
+        )
+        values = {
+            ":status": items.string(status),
+            ":started": items.number(started_at_ms),
+            ":processed": items.number(processed_at_ms),
+            ":cold": items.boolean(self.cold_start),
+        }
+        sets = [
+            "#status = :status",
+            "started_at_ms = if_not_exists(started_at_ms, :started)",
+            "processed_at_ms = :processed",
+            "cold_start = :cold",
+        ]
+        if ttl_seconds > 0:
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = items.number(processed_at_ms // 1000 + ttl_seconds)
+        if error is not None:
+            sets.append("#error = :error")
+            values[":error"] = items.string(error)
+        expression = "SET " + ", ".join(sets) + " ADD attempts :one"
+        if error is None:
+            expression += " REMOVE #error"  # a success after retries keeps no stale error
+        updated = self._update(request_id, expression, values)
+        if updated is None:
+            self._count_duplicate(request_id, base)
+            return
+        accepted = items.read_int(updated, "accepted_at_ms", 0) or None
+        self.log(
+            {
+                **base,
+                "outcome": status.lower(),
+                "attempts": attempts,
+                "error": error,
+                "lagMs": None if accepted is None else processed_at_ms - accepted,
+            }
+        )
+
+    def _update(
+        self, request_id: str, expression: str, values: dict[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """A conditional update of a PENDING item: the new item, or None if not PENDING."""
+        condition = "#status = :pending"
+        names = {key: name for key, name in _NAMES.items() if key in expression + condition}
+        try:
+            attributes: Mapping[str, Any] = self.client.update_item(
+                TableName=self.settings.table_name,
+                Key={"id": items.string(request_id)},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    **values,
+                    ":pending": items.string(items.PENDING),
+                    ":one": items.number(1),
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return attributes
+
+    def _count_duplicate(self, request_id: str, base: Mapping[str, Any]) -> None:
+        """A delivery of an item that is already terminal: count it, don't process it."""
+        try:
+            self.client.update_item(
+                TableName=self.settings.table_name,
+                Key={"id": items.string(request_id)},
+                UpdateExpression="ADD duplicates :one",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeValues={":one": items.number(1)},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            self.log({**base, "outcome": "vanished"})
+            return
+        self.log({**base, "outcome": "duplicate"})
+
+
+def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
+    """Handle one stream batch with the given environment's runtime."""
+    records = list(event.get("Records") or [])
+    record_handler = _RecordHandler(runtime, context, runtime.begin_invocation())
+    for index, record in enumerate(records):
+        try:
+            outcome = record_handler.handle(record)
+        except (ClientError, BotoCoreError) as error:
+            # DynamoDB failed (throttled, unreachable): retry from here, keep what is done.
+            record_handler.log(
+                {
+                    "sequenceNumber": record["dynamodb"]["SequenceNumber"],
+                    "outcome": "dynamodb_error",
+                    "error": str(error),
+                }
+            )
+            outcome = "retry"
+        if outcome == "retry":
+            return {
+                "batchItemFailures": [
+                    {"itemIdentifier": later["dynamodb"]["SequenceNumber"]}
+                    for later in records[index:]
+                ]
+            }
+    return {"batchItemFailures": []}
+
+
+# Built at import when the environment is configured, so on AWS the init phase pays for the
+# client; otherwise (imported by a test or a tool) on the first invocation.
+_runtime: Runtime | None = Runtime.from_environment() if os.environ.get("TABLE_NAME") else None
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: ``processor.stream.handler``."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.from_environment()
+    return handle(event, context, _runtime)

@@ -1,0 +1,89 @@
+"""Fixtures of the handler tests: moto's in-process DynamoDB, a fake clock, a runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from processor.runtime import Runtime
+from processor.settings import Settings
+from tests.processor.events import REGION, TABLE, FakeClock
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so no test can reach a real account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def dynamodb(aws_credentials: None) -> Iterator[Any]:
+    """A low-level client of moto's DynamoDB holding the requests table (key ``id``)."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+        yield client
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def logs() -> list[dict[str, Any]]:
+    return []
+
+
+@pytest.fixture
+def make_runtime(
+    dynamodb: Any, clock: FakeClock, logs: list[dict[str, Any]]
+) -> Callable[..., Runtime]:
+    """A runtime on moto with the fake clock; keyword arguments override settings."""
+
+    def make(**overrides: Any) -> Runtime:
+        settings = Settings(
+            **{
+                "table_name": TABLE,
+                "ttl_seconds": 86_400,
+                "failure_ttl_seconds": 0,
+                "max_attempts": 5,
+                "max_record_age_s": 3600,
+                "retry_backoff_base_ms": 500,
+                "retry_backoff_max_ms": 8000,
+                **overrides,
+            }
+        )
+        return Runtime(
+            settings=settings,
+            dynamodb=dynamodb,
+            now_ms=clock.now_ms,
+            sleep=clock.sleep,
+            log=lambda fields: logs.append(dict(fields)),
+        )
+
+    return make
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime()
