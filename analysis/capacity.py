@@ -1,0 +1,149 @@
+"""Capacity from a staircase of offered rates: per stage latency/errors, the knee, Lambda
+concurrency at the knee (Little's law) and storage-first's drain rate and backlog growth.
+
+The knee ("capacity") is the highest offered rate R such that every stage offered at or below R
+keeps p99 under the SLO and the error share under the threshold: a stage that passes above a
+failing one does not count, because a plan cannot rely on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from analysis.lag import TERMINAL
+from analysis.latency import SUCCESS_OUTCOMES, headline_rows
+
+__all__ = ["concurrency_at_knee", "knee", "stage_table"]
+
+STAGE_COLUMNS = [
+    "variant", "stage", "offered_per_s", "n", "achieved_per_s", "p99_ms", "error_share",
+    "passes", "accepted_per_s", "processed_per_s", "backlog_growth_per_s",
+]  # fmt: skip
+
+
+def stage_table(
+    client: pd.DataFrame, server: pd.DataFrame, *, slo_p99_ms: float, error_threshold: float
+) -> pd.DataFrame:
+    """One row per variant and load stage: offered and achieved rate, p99 latency, error share,
+    whether the stage meets the SLO, and server-side accepted/processed rates in its window."""
+    rows = headline_rows(client)
+    rows = rows.loc[rows["stage"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=STAGE_COLUMNS)
+    # Each stage's window per trial (client wall clock ~ server wall clock, both epoch ms).
+    windows = (
+        rows.groupby(["variant", "trial", "stage"], observed=True)["intended_at_ms"]
+        .agg(["min", "max"])
+        .reset_index()
+    )
+    result = []
+    for (variant, stage), group in rows.groupby(["variant", "stage"], observed=True):
+        stage_windows = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
+        seconds = float(((stage_windows["max"] - stage_windows["min"]) / 1000).sum())
+        seconds = max(seconds, 1e-9)
+        items = server.loc[server["variant"] == variant]
+        accepted = processed = 0
+        for window in stage_windows.itertuples(index=False):
+            in_trial = items.loc[items["trial"] == window.trial]
+            accepted += int(in_trial["accepted_at_ms"].between(window.min, window.max).sum())
+            done = in_trial["status"].isin(TERMINAL)
+            processed += int(
+                in_trial.loc[done, "processed_at_ms"].between(window.min, window.max).sum()
+            )
+        success = group["outcome"].isin(SUCCESS_OUTCOMES)
+        p99 = float(group["latency_ms"].quantile(0.99))
+        error_share = float((~success).mean())
+        result.append(
+            {
+                "variant": variant,
+                "stage": int(stage),
+                "offered_per_s": float(group["target_rate_per_s"].median()),
+                "n": len(group),
+                "achieved_per_s": float(success.sum()) / seconds,
+                "p99_ms": p99,
+                "error_share": error_share,
+                "passes": bool(p99 < slo_p99_ms and error_share < error_threshold),
+                "accepted_per_s": accepted / seconds,
+                "processed_per_s": processed / seconds,
+                "backlog_growth_per_s": (accepted - processed) / seconds,
+            }
+        )
+    return (
+        pd.DataFrame(result, columns=STAGE_COLUMNS)
+        .sort_values(["variant", "offered_per_s"])
+        .reset_index(drop=True)
+    )
+
+
+def knee(stages: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: knee_rate_per_s (NaN if even the lowest stage fails), its stage, the first
+    failing rate, and (storage_first) drain_rate_per_s = the highest processed rate seen."""
+    rows = []
+    for variant, group in stages.groupby("variant"):
+        ordered = group.sort_values("offered_per_s")
+        failing = ordered.loc[~ordered["passes"].astype(bool)]
+        first_fail = float(failing["offered_per_s"].iloc[0]) if len(failing) else math.nan
+        good = (
+            ordered
+            if math.isnan(first_fail)
+            else ordered.loc[ordered["offered_per_s"] < first_fail]
+        )
+        rows.append(
+            {
+                "variant": variant,
+                "knee_rate_per_s": float(good["offered_per_s"].max()) if len(good) else math.nan,
+                "knee_stage": int(good["stage"].iloc[-1]) if len(good) else -1,
+                "first_failing_rate_per_s": first_fail,
+                "drain_rate_per_s": float(ordered["processed_per_s"].max()),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "variant", "knee_rate_per_s", "knee_stage", "first_failing_rate_per_s",
+            "drain_rate_per_s",
+        ],
+    )  # fmt: skip
+
+
+def _metric_mean(metrics: pd.DataFrame, variant: str, name: str) -> float:
+    values = metrics.loc[(metrics["variant"] == variant) & (metrics["metric"] == name), "value"]
+    return float(values.mean()) if len(values) else math.nan
+
+
+def concurrency_at_knee(
+    knees: pd.DataFrame, metrics: pd.DataFrame, server: pd.DataFrame
+) -> pd.DataFrame:
+    """Per variant, Little's law at the knee: concurrency = invocations/s x mean duration (s).
+    Invocations/s = knee rate / mean batch size (1 for direct). Durations come from the Duration
+    metric, else from the items' started->processed time."""
+    rows = []
+    for knee_row in knees.itertuples(index=False):
+        variant = knee_row.variant
+        duration_ms = _metric_mean(metrics, variant, "Duration")
+        source = "Duration metric"
+        if math.isnan(duration_ms):
+            items = server.loc[server["variant"] == variant]
+            duration_ms = float((items["processed_at_ms"] - items["started_at_ms"]).mean())
+            source = "items' started->processed"
+        batch = _metric_mean(metrics, variant, "BatchSize") if variant == "storage_first" else 1.0
+        batch = 1.0 if math.isnan(batch) or batch <= 0 else batch
+        invocations = knee_row.knee_rate_per_s / batch
+        rows.append(
+            {
+                "variant": variant,
+                "knee_rate_per_s": knee_row.knee_rate_per_s,
+                "mean_batch_size": batch,
+                "invocations_per_s": invocations,
+                "mean_duration_ms": duration_ms,
+                "concurrency": invocations * duration_ms / 1000,
+                "duration_source": source,
+            }
+        )
+    result = pd.DataFrame(rows)
+    if not result.empty:
+        result["concurrency_ceil"] = np.ceil(result["concurrency"].fillna(0)).astype(int)
+    return result

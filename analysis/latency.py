@@ -1,0 +1,156 @@
+"""Client-side response latency: summaries with CIs, throughput over time, outcomes, cold starts.
+
+Latency counts every request the client got an answer (or a timeout) for, errors included:
+that is what a client waits. Warm-up rows are excluded from headline numbers and summarised
+apart. Time axes are seconds since the trial's first intended send, pooled across trials.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import describe_groups
+
+__all__ = [
+    "SUCCESS_OUTCOMES",
+    "cold_warm_summary",
+    "headline_rows",
+    "latency_over_time",
+    "latency_summary",
+    "outcome_rates",
+    "per_trial_quantiles",
+    "throughput_over_time",
+    "warmup_rows",
+]
+
+SUCCESS_OUTCOMES = ("accepted", "succeeded")
+LATENCY_COLUMNS = ("latency_ms", "latency_from_intended_ms")
+
+
+def _is_warmup(client: pd.DataFrame) -> pd.Series:
+    return client["warmup"].fillna(False).astype(bool)
+
+
+def headline_rows(client: pd.DataFrame) -> pd.DataFrame:
+    """Rows that count for headline numbers: everything but warm-up."""
+    return client.loc[~_is_warmup(client)]
+
+
+def warmup_rows(client: pd.DataFrame) -> pd.DataFrame:
+    """Rows sent during warm-up (reported separately)."""
+    return client.loc[_is_warmup(client)]
+
+
+def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFrame:
+    """Per variant and measure ("latency_ms" from actual send, "latency_from_intended_ms" from
+    intended send): n, mean, p50..p99.9, max with 95% CIs. ``warmup=True`` summarises warm-up."""
+    rows = warmup_rows(client) if warmup else headline_rows(client)
+    parts = []
+    for column in LATENCY_COLUMNS:
+        summary = describe_groups(rows, ["variant"], column)
+        summary.insert(1, "measure", column)
+        parts.append(summary)
+    return pd.concat(parts, ignore_index=True)
+
+
+def per_trial_quantiles(
+    client: pd.DataFrame, column: str = "latency_ms", quantiles: tuple[float, ...] = (0.5, 0.99)
+) -> pd.DataFrame:
+    """One row per (variant, trial): the given quantiles of ``column`` (for tests across trials)."""
+    rows = headline_rows(client)
+    grouped = rows.groupby(["variant", "trial"], observed=True)[column]
+    result = pd.concat(
+        {f"q{round(q * 1000):04d}": grouped.quantile(q) for q in quantiles}, axis=1
+    ).reset_index()
+    return result
+
+
+def outcome_rates(client: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and outcome: count and share of headline requests."""
+    rows = headline_rows(client)
+    counts = rows.groupby(["variant", "outcome"], observed=True).size().rename("count")
+    result = counts.reset_index()
+    totals = result.groupby("variant")["count"].transform("sum")
+    result["share"] = result["count"] / totals
+    return result
+
+
+def _trial_origin(client: pd.DataFrame) -> pd.Series:
+    return client.groupby(["variant", "trial"], observed=True)["intended_at_ms"].transform("min")
+
+
+def throughput_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Per variant and time bin (s since trial start): offered rate (by intended send time) and
+    achieved rate (successful answers by completion time), per second, averaged over trials."""
+    if client.empty:
+        return pd.DataFrame(columns=["variant", "t_s", "offered_per_s", "achieved_per_s"])
+    origin = _trial_origin(client)
+    intended_bin = np.floor((client["intended_at_ms"] - origin) / 1000 / bin_s) * bin_s
+    done_at = client["sent_at_ms"] + client["latency_ms"]
+    done_bin = np.floor((done_at - origin) / 1000 / bin_s) * bin_s
+    success = client["outcome"].isin(SUCCESS_OUTCOMES)
+    trials = client.groupby("variant", observed=True)["trial"].nunique()
+    offered = (
+        pd.DataFrame({"variant": client["variant"], "t_s": intended_bin})
+        .groupby(["variant", "t_s"], observed=True)
+        .size()
+        .rename("offered")
+    )
+    achieved = (
+        pd.DataFrame({"variant": client["variant"][success], "t_s": done_bin[success]})
+        .groupby(["variant", "t_s"], observed=True)
+        .size()
+        .rename("achieved")
+    )
+    result = pd.concat([offered, achieved], axis=1).fillna(0).reset_index()
+    per_trial_bin = result["variant"].map(trials).astype(float) * bin_s
+    result["offered_per_s"] = result.pop("offered") / per_trial_bin
+    result["achieved_per_s"] = result.pop("achieved") / per_trial_bin
+    return result.sort_values(["variant", "t_s"], ignore_index=True)
+
+
+def latency_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Per variant and time bin (s since trial start, by intended send): n, p50 and p99 of
+    latency from actual and from intended send."""
+    columns = ["variant", "t_s", "n", "p50_ms", "p99_ms", "p99_from_intended_ms"]
+    if client.empty:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(
+        {
+            "variant": client["variant"],
+            "t_s": np.floor((client["intended_at_ms"] - _trial_origin(client)) / 1000 / bin_s)
+            * bin_s,
+            "latency_ms": client["latency_ms"],
+            "latency_from_intended_ms": client["latency_from_intended_ms"],
+        }
+    )
+    grouped = frame.groupby(["variant", "t_s"], observed=True)
+    result = pd.concat(
+        {
+            "n": grouped.size(),
+            "p50_ms": grouped["latency_ms"].quantile(0.5),
+            "p99_ms": grouped["latency_ms"].quantile(0.99),
+            "p99_from_intended_ms": grouped["latency_from_intended_ms"].quantile(0.99),
+        },
+        axis=1,
+    ).reset_index()
+    return result[columns]
+
+
+def cold_warm_summary(client: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
+    """Latency summary per variant split by the server item's ``cold_start`` (joined on
+    request_id); rows without a stored item are "unknown"."""
+    rows = headline_rows(client)[["variant", "request_id", "latency_ms"]]
+    cold = (
+        server.loc[server["request_id"].notna(), ["variant", "request_id", "cold_start"]]
+        .drop_duplicates(["variant", "request_id"])
+        .astype({"cold_start": "object"})
+    )
+    joined = rows.merge(cold, on=["variant", "request_id"], how="left")
+    joined["start"] = np.where(
+        joined["cold_start"].isna(),
+        "unknown",
+        np.where(joined["cold_start"].fillna(False).astype(bool), "cold", "warm"),
+    )
+    return describe_groups(joined, ["variant", "start"], "latency_ms")

@@ -1,0 +1,272 @@
+"""Failure recovery: request accounting (incl. LOST), errors around an outage, recovery time,
+and the delay poison records cause to healthy ones.
+
+Definitions (stated in the report):
+- lost, storage_first: the client got a 202 but the item is neither terminal nor parked.
+- lost, direct: the client got an error (or a 200) and no item was ever stored for it.
+- recovery time: from the outage's end to the first second after which every one-second bin
+  stays recovered: storage_first: median accepted->processed lag of the bin within the
+  tolerance of the pre-outage median and backlog at or below the pre-outage peak (plus
+  tolerance); direct: the bin's transient client error share at most the pre-outage share + 1 point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.lag import TERMINAL
+from analysis.latency import SUCCESS_OUTCOMES
+
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "RecoveryTolerance",
+    "accounting",
+    "errors_around_outage",
+    "outage_windows",
+    "poison_delay",
+    "recovery_times",
+]
+
+# Client outcomes an outage causes; "rejected" (400) is a permanent failure such as poison.
+TRANSIENT_ERRORS = ("throttled", "server_error", "timeout", "connection_error")
+
+
+@dataclass(frozen=True)
+class RecoveryTolerance:
+    """When a variant counts as recovered (see the module docstring)."""
+
+    lag_factor: float = 2.0
+    lag_slack_ms: float = 250.0
+    backlog_slack: int = 5
+    error_share_slack: float = 0.01
+
+    def lag_threshold(self, baseline_ms: float) -> float:
+        return max(baseline_ms * self.lag_factor, baseline_ms + self.lag_slack_ms)
+
+    def describe(self) -> str:
+        return (
+            f"lag within max({self.lag_factor:g} x, +{self.lag_slack_ms:g} ms) of the pre-outage "
+            f"median and backlog within {self.backlog_slack} of its pre-outage peak "
+            f"(storage_first); error share within {self.error_share_slack:.0%} of the "
+            "pre-outage share (direct)"
+        )
+
+
+def accounting(client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: sent, accepted, client_errors, succeeded, failed, parked, pending,
+    duplicates, lost (all rows, warm-up included: every request must be accounted for)."""
+    rows = []
+    for variant, sent in client.groupby("variant", observed=True):
+        items = server.loc[server["variant"] == variant].drop_duplicates("request_id")
+        status = items.set_index("request_id")["status"]
+        parked_ids = set(parked.loc[parked["variant"] == variant, "request_id"].dropna())
+        answered_ok = sent["outcome"].isin(SUCCESS_OUTCOMES)
+        request_status = sent["request_id"].map(status)
+        has_item = request_status.notna()
+        is_terminal = request_status.isin(TERMINAL)
+        is_parked = sent["request_id"].isin(parked_ids)
+        if variant == "storage_first":
+            lost = answered_ok & ~is_terminal & ~is_parked
+        else:
+            lost = ~has_item & ~is_parked
+        rows.append(
+            {
+                "variant": variant,
+                "sent": len(sent),
+                "accepted": int(answered_ok.sum()),
+                "client_errors": int((~answered_ok).sum()),
+                "succeeded": int((items["status"] == "SUCCEEDED").sum()),
+                "failed": int((items["status"] == "FAILED").sum()),
+                "parked": len(parked_ids)
+                if parked_ids
+                else int((parked["variant"] == variant).sum()),
+                "pending": int((items["status"] == "PENDING").sum()),
+                "duplicates": int(items["duplicates"].fillna(0).sum()),
+                "lost": int(lost.sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def outage_windows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per trial with an outage: variant, trial, outage_start_ms, outage_end_ms."""
+    columns = ["variant", "trial", "outage_start_ms", "outage_end_ms"]
+    if trials.empty:
+        return pd.DataFrame(columns=columns)
+    return trials.loc[trials["outage_start_ms"].notna(), columns].reset_index(drop=True)
+
+
+def errors_around_outage(client: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: client-visible transient errors (TRANSIENT_ERRORS) before, during and after
+    each trial's outage (by intended send time), summed over trials."""
+    columns = ["variant", "phase", "requests", "errors", "error_share"]
+    if windows.empty:
+        return pd.DataFrame(columns=columns)
+    joined = client.merge(windows, on=["variant", "trial"], how="inner")
+    phase = np.select(
+        [
+            joined["intended_at_ms"] < joined["outage_start_ms"],
+            joined["intended_at_ms"] < joined["outage_end_ms"],
+        ],
+        ["before", "during"],
+        default="after",
+    )
+    frame = pd.DataFrame(
+        {
+            "variant": joined["variant"],
+            "phase": phase,
+            "error": joined["outcome"].isin(TRANSIENT_ERRORS),
+        }
+    )
+    result = (
+        frame.groupby(["variant", "phase"])["error"]
+        .agg(requests="size", errors="sum")
+        .reset_index()
+    )
+    result["error_share"] = result["errors"] / result["requests"]
+    return result[columns]
+
+
+def _first_stable(times: np.ndarray, ok: np.ndarray) -> float:
+    """The first time from which ``ok`` holds for every later bin (NaN if it never does)."""
+    if len(ok) == 0 or not ok[-1]:
+        return math.nan
+    bad = np.flatnonzero(~ok)
+    return float(times[0] if len(bad) == 0 else times[bad[-1] + 1])
+
+
+def recovery_times(
+    client: pd.DataFrame,
+    server: pd.DataFrame,
+    backlog: pd.DataFrame,
+    windows: pd.DataFrame,
+    tolerance: RecoveryTolerance | None = None,
+) -> pd.DataFrame:
+    """Per trial with an outage: recovery_s (NaN if never recovered within the data),
+    backlog_peak and the baseline values the tolerance was applied to."""
+    tolerance = tolerance or RecoveryTolerance()
+    columns = ["variant", "trial", "recovery_s", "recovered", "backlog_peak", "baseline"]
+    rows = []
+    for window in windows.itertuples(index=False):
+        start, end = float(window.outage_start_ms), float(window.outage_end_ms)
+        if window.variant == "storage_first":
+            row = _storage_first_recovery(server, backlog, window.trial, start, end, tolerance)
+        else:
+            row = _direct_recovery(client, window.variant, window.trial, start, end, tolerance)
+        rows.append({"variant": window.variant, "trial": window.trial, **row})
+    result = pd.DataFrame(rows, columns=columns)
+    return result
+
+
+def _storage_first_recovery(
+    server: pd.DataFrame,
+    backlog: pd.DataFrame,
+    trial: int,
+    start: float,
+    end: float,
+    tolerance: RecoveryTolerance,
+) -> dict[str, float | bool]:
+    items = server.loc[
+        (server["variant"] == "storage_first")
+        & (server["trial"] == trial)
+        & server["status"].isin(TERMINAL)
+    ]
+    lag = items["processed_at_ms"] - items["accepted_at_ms"]
+    before = items["accepted_at_ms"] < start
+    baseline = float(lag[before].median()) if before.any() else math.nan
+    trial_backlog = backlog.loc[backlog["trial"] == trial]
+    peak = float(trial_backlog["backlog"].max()) if len(trial_backlog) else math.nan
+    if math.isnan(baseline):
+        return {
+            "recovery_s": math.nan,
+            "recovered": False,
+            "backlog_peak": peak,
+            "baseline": baseline,
+        }
+    threshold = tolerance.lag_threshold(baseline)
+    # Lag of what arrives in each second after the outage tells whether the queue ahead of it
+    # has drained (a shard is processed in order).
+    after = items.loc[items["accepted_at_ms"] >= end]
+    bins = np.floor((after["accepted_at_ms"] - end) / 1000)
+    bin_lag = lag[after.index].groupby(bins).median()
+    lag_ok_from = _first_stable(
+        bin_lag.index.to_numpy(dtype=np.float64), bin_lag.to_numpy() <= threshold
+    )
+    # Backlog sampled at whole seconds after the outage, against its pre-outage peak.
+    before_backlog = trial_backlog.loc[trial_backlog["at_ms"] < start, "backlog"]
+    limit = (float(before_backlog.max()) if len(before_backlog) else 0.0) + tolerance.backlog_slack
+    later = trial_backlog.loc[trial_backlog["at_ms"] >= end]
+    backlog_ok_from = _first_stable(
+        np.ceil((later["at_ms"].to_numpy() - end) / 1000), later["backlog"].to_numpy() <= limit
+    )
+    recovered_at = (
+        math.nan
+        if math.isnan(lag_ok_from) or math.isnan(backlog_ok_from)
+        else max(lag_ok_from, backlog_ok_from)
+    )
+    return {
+        "recovery_s": recovered_at,
+        "recovered": not math.isnan(recovered_at),
+        "backlog_peak": peak,
+        "baseline": baseline,
+    }
+
+
+def _direct_recovery(
+    client: pd.DataFrame,
+    variant: str,
+    trial: int,
+    start: float,
+    end: float,
+    tolerance: RecoveryTolerance,
+) -> dict[str, float | bool]:
+    rows = client.loc[(client["variant"] == variant) & (client["trial"] == trial)]
+    error = rows["outcome"].isin(TRANSIENT_ERRORS)
+    before = rows["intended_at_ms"] < start
+    baseline = float(error[before].mean()) if before.any() else 0.0
+    after = rows["intended_at_ms"] >= end
+    bins = np.floor((rows.loc[after, "intended_at_ms"] - end) / 1000)
+    share = error[after].groupby(bins).mean()
+    ok = share.to_numpy() <= baseline + tolerance.error_share_slack
+    recovered_at = _first_stable(share.index.to_numpy(dtype=np.float64), ok)
+    return {
+        "recovery_s": recovered_at,
+        "recovered": not math.isnan(recovered_at),
+        "backlog_peak": math.nan,
+        "baseline": baseline,
+    }
+
+
+def poison_delay(server: pd.DataFrame, tolerance: RecoveryTolerance | None = None) -> pd.DataFrame:
+    """Per variant: healthy (SUCCEEDED) items whose accepted->processed lag exceeds the
+    tolerance around the healthy median, and by how much (excess over that median, ms)."""
+    tolerance = tolerance or RecoveryTolerance()
+    rows = []
+    for variant, items in server.loc[server["status"] == "SUCCEEDED"].groupby("variant"):
+        lag = (items["processed_at_ms"] - items["accepted_at_ms"]).dropna()
+        if lag.empty:
+            continue
+        baseline = float(lag.median())
+        delayed = lag[lag > tolerance.lag_threshold(baseline)] - baseline
+        rows.append(
+            {
+                "variant": variant,
+                "healthy": len(lag),
+                "baseline_lag_ms": baseline,
+                "delayed": len(delayed),
+                "delayed_share": len(delayed) / len(lag),
+                "excess_p50_ms": float(delayed.median()) if len(delayed) else 0.0,
+                "excess_max_ms": float(delayed.max()) if len(delayed) else 0.0,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "variant", "healthy", "baseline_lag_ms", "delayed", "delayed_share",
+            "excess_p50_ms", "excess_max_ms",
+        ],
+    )  # fmt: skip

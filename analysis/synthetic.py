@@ -1,0 +1,280 @@
+"""Synthetic run folders with known answers, for tests, the benchmark and demos of the report.
+
+Latencies are ``offset + Exponential(scale)`` per variant, so every true quantile is known:
+``offset - scale * ln(1 - q)``. Storage-first items are processed by a FIFO processor with a
+constant ``lag_ms`` and a finite ``drain_rate_per_s``; an outage holds every release inside its
+window until the window ends, so backlog and recovery follow queueing arithmetic. Rows are
+written only through ``reports.schema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import schema
+
+__all__ = ["SyntheticRun", "SyntheticSpec", "build_run", "true_quantile", "write_run"]
+
+VARIANTS = ("direct", "storage_first")
+EPOCH_MS = 1_800_000_000_000.0
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What to generate. Times in seconds relative to each trial's start unless named *_ms."""
+
+    scenario: str = "baseline"
+    stages: tuple[tuple[float, float], ...] = ((60.0, 50.0),)  # (duration_s, rate_per_s)
+    warmup_s: float = 0.0
+    repetitions: int = 2
+    latency_offset_ms: dict[str, float] = field(
+        default_factory=lambda: {"direct": 40.0, "storage_first": 10.0}
+    )
+    latency_scale_ms: dict[str, float] = field(
+        default_factory=lambda: {"direct": 20.0, "storage_first": 5.0}
+    )
+    lag_ms: float = 200.0
+    work_ms: float = 20.0
+    drain_rate_per_s: float = 1000.0
+    outage: tuple[float, float] | None = None  # (start_s, duration_s)
+    poison_share: float = 0.0
+    lost_per_trial: int = 0  # storage_first: accepted items that vanish (never stored)
+    parked_per_trial: int = 0  # storage_first: items left PENDING but parked
+    target: str = "local"
+    partial: bool = False
+    seed: int = 7
+    trial_gap_s: float = 30.0
+    memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class SyntheticRun:
+    manifest: dict[str, Any]
+    client: pd.DataFrame
+    server: pd.DataFrame
+    parked: pd.DataFrame
+    metrics: pd.DataFrame
+    trials: pd.DataFrame
+
+
+def true_quantile(spec: SyntheticSpec, variant: str, q: float) -> float:
+    """The generating distribution's q-quantile of latency_ms for ``variant``."""
+    return float(spec.latency_offset_ms[variant] - spec.latency_scale_ms[variant] * np.log1p(-q))
+
+
+def _intended_times(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets (s) from trial start, stage index and stage rate of each request."""
+    times, stages, rates = [], [], []
+    start = 0.0
+    for index, (duration, rate) in enumerate(spec.stages):
+        count = round(duration * rate)
+        times.append(start + np.arange(count) / rate)
+        stages.append(np.full(count, index))
+        rates.append(np.full(count, rate))
+        start += duration
+    return np.concatenate(times), np.concatenate(stages), np.concatenate(rates)
+
+
+def _fifo(release_ms: np.ndarray, service_ms: float) -> np.ndarray:
+    """Completion times of a FIFO single server: c_i = max(r_i, c_{i-1} + s), vectorised."""
+    index = np.arange(len(release_ms)) * service_ms
+    return index + np.maximum.accumulate(release_ms - index)
+
+
+def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
+    """Frames of one run of ``spec`` (interleaved trials, direct first)."""
+    rng = np.random.default_rng(spec.seed)
+    offsets_s, stage_index, stage_rate = _intended_times(spec)
+    count = len(offsets_s)
+    trial_length_s = float(sum(duration for duration, _ in spec.stages))
+    clients, servers, parked, metrics, trials = [], [], [], [], []
+    trial = 0
+    for repetition in range(1, spec.repetitions + 1):
+        for variant in VARIANTS:
+            trial += 1
+            start_ms = EPOCH_MS + (trial - 1) * (trial_length_s + spec.trial_gap_s) * 1000
+            intended = start_ms + offsets_s * 1000
+            latency = spec.latency_offset_ms[variant] + rng.exponential(
+                spec.latency_scale_ms[variant], count
+            )
+            ids = pd.Series(np.arange(count)).astype(str).radd(f"{variant[0]}{trial}-").to_numpy()
+            poison = rng.random(count) < spec.poison_share
+            outcome = np.full(count, "succeeded" if variant == "direct" else "accepted", object)
+            status_code = np.full(count, 200 if variant == "direct" else 202)
+            outage_ms = None
+            if spec.outage is not None:
+                outage_ms = (
+                    start_ms + spec.outage[0] * 1000,
+                    start_ms + (spec.outage[0] + spec.outage[1]) * 1000,
+                )
+            accepted = intended.copy()
+            started = accepted + 1.0
+            processed = started + spec.work_ms
+            stored = np.ones(count, dtype=bool)
+            item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
+            if variant == "direct":
+                outcome[poison] = "rejected"
+                status_code[poison] = 400
+                if outage_ms is not None:
+                    down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
+                    outcome[down] = "server_error"
+                    status_code[down] = 502
+                    stored &= ~down  # a direct 502 during an outage stores nothing
+            else:
+                release = accepted + spec.lag_ms
+                if outage_ms is not None:
+                    held = (release >= outage_ms[0]) & (release < outage_ms[1])
+                    release[held] = outage_ms[1]
+                processed = _fifo(release, 1000.0 / spec.drain_rate_per_s) + spec.work_ms
+                started = processed - spec.work_ms
+            processed_col = processed.astype(np.float64)
+            started_col = started.astype(np.float64)
+            pending = np.zeros(count, dtype=bool)
+            if variant == "storage_first":
+                lost_index = np.arange(spec.lost_per_trial) * 7 + 3
+                stored[lost_index] = False
+                parked_index = np.arange(spec.parked_per_trial) * 11 + 5
+                pending[parked_index] = True
+                item_status[parked_index] = "PENDING"
+                processed_col[parked_index] = np.nan
+                parked.append(
+                    pd.DataFrame(
+                        {
+                            "run_id": run_id,
+                            "trial": trial,
+                            "variant": variant,
+                            "request_id": ids[parked_index],
+                            "shard_id": "shard-0",
+                            "batch_size": 1,
+                            "condition": "RetryAttemptsExhausted",
+                            "timestamp_ms": accepted[parked_index] + 5000.0,
+                            "raw": "{}",
+                        }
+                    )
+                )
+            warmup = offsets_s < spec.warmup_s
+            clients.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "trial": trial,
+                        "variant": variant,
+                        "scenario": spec.scenario,
+                        "worker": "w0",
+                        "attempt": 1,
+                        "intended_at_ms": intended,
+                        "sent_at_ms": intended,
+                        "latency_ms": latency,
+                        "latency_from_intended_ms": latency,
+                        "status_code": status_code,
+                        "outcome": outcome,
+                        "request_id": ids,
+                        "warmup": warmup,
+                        "target_rate_per_s": stage_rate,
+                        "stage": stage_index,
+                    }
+                )
+            )
+            servers.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "trial": trial,
+                        "variant": variant,
+                        "request_id": ids[stored],
+                        "status": item_status[stored],
+                        "attempts": 1,
+                        "duplicates": 0,
+                        "accepted_at_ms": accepted[stored],
+                        "started_at_ms": started_col[stored],
+                        "processed_at_ms": processed_col[stored],
+                        "cold_start": np.arange(count)[stored] == 0,
+                        "request_bytes": 100,
+                    }
+                )
+            )
+            invocations = int(stored.sum())
+            metrics.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "trial": trial,
+                        "variant": variant,
+                        "source": "local",
+                        "metric": np.repeat(["Invocations", "Duration"], invocations),
+                        "timestamp_ms": np.tile(processed_col[stored], 2),
+                        "value": np.concatenate(
+                            [np.ones(invocations), np.full(invocations, spec.work_ms + 0.3)]
+                        ),
+                        "unit": np.repeat(["Count", "Milliseconds"], invocations),
+                    }
+                )
+            )
+            trials.append(
+                {
+                    "run_id": run_id,
+                    "trial": trial,
+                    "repetition": repetition,
+                    "variant": variant,
+                    "scenario": spec.scenario,
+                    "started_at_ms": start_ms,
+                    "ended_at_ms": start_ms + trial_length_s * 1000,
+                    "warmup_until_ms": start_ms + spec.warmup_s * 1000,
+                    "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
+                    "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
+                    "rows_written": count,
+                    "complete": True,
+                }
+            )
+    manifest = {
+        "run_id": run_id,
+        "suite": {"version": "0.1.0", "git_revision": "synthetic"},
+        "scenario": {
+            "name": spec.scenario,
+            "description": "synthetic run with known answers",
+            "stages": [{"duration_s": d, "rate_per_s": r} for d, r in spec.stages],
+            "warmup_s": spec.warmup_s,
+            "work_ms": spec.work_ms,
+            "poison_share": spec.poison_share,
+            "outage": (
+                {"start_s": spec.outage[0], "duration_s": spec.outage[1]} if spec.outage else None
+            ),
+            "repetitions": spec.repetitions,
+        },
+        "stack_config": {"memory_mb": spec.memory_mb, "architecture": "arm64"},
+        "target": spec.target,
+        "region": "local" if spec.target == "local" else "us-east-1",
+        "machine": {"cpus": 2},
+        "libraries": {},
+        "seed": spec.seed,
+        "started_at": "2027-01-15T08:00:00Z",
+        "ended_at": "2027-01-15T09:00:00Z",
+        "partial": spec.partial,
+    }
+    return SyntheticRun(
+        manifest=manifest,
+        client=pd.concat(clients, ignore_index=True),
+        server=pd.concat(servers, ignore_index=True),
+        parked=pd.concat(parked, ignore_index=True)
+        if parked
+        else schema.empty_frame(schema.PARKED),
+        metrics=pd.concat(metrics, ignore_index=True),
+        trials=pd.DataFrame(trials),
+    )
+
+
+def write_run(run_dir: Path, run: SyntheticRun) -> Path:
+    """Write ``run`` as a run folder through the schema module; returns the folder."""
+    schema.write_manifest(run_dir, run.manifest)
+    schema.write_table(run_dir, schema.CLIENT, run.client, part="client-0001")
+    schema.write_table(run_dir, schema.SERVER, run.server, part="server-0001")
+    if len(run.parked):
+        schema.write_table(run_dir, schema.PARKED, run.parked, part="parked-0001")
+    schema.write_table(run_dir, schema.METRICS, run.metrics, part="metrics-0001")
+    schema.write_table(run_dir, schema.TRIALS, run.trials)
+    return run_dir
