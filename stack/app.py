@@ -16,12 +16,12 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from asyncbench.errors import ConfigError
+from stack.cdk_cli import CONFIG_ENV_VAR
 from stack.config import StackConfig, from_mapping
-from stack.stacks import DirectStack, StorageFirstStack, stack_names
+from stack.outputs import stack_names
+from stack.stacks import DirectStack, StorageFirstStack
 
 __all__ = ["CONFIG_ENV_VAR", "Synthesized", "build_app", "config_from_environment", "synthesize"]
-
-CONFIG_ENV_VAR = "ASYNCBENCH_CONFIG_JSON"
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,189 @@
-"""Command-line entry points (placeholder until implemented)."""
+"""``asyncbench synth``, ``deploy`` and ``destroy``: the system under test on AWS.
+
+``synth`` runs the CDK app in-process (no network, no CDK CLI, no account). ``deploy`` and
+``destroy`` run the pinned CDK CLI; ``deploy`` then reads the stacks' outputs and writes the
+endpoints file that ``asyncbench run --target aws`` drives. Heavy imports (the CDK, boto3) happen
+inside the handlers so that other commands start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from asyncbench.errors import AsyncbenchError
+from asyncbench.errors import AsyncbenchError, ConfigError, StackNotDeployedError
+from stack.config import StackConfig, load_config
+
+__all__ = ["NO_CREDENTIALS_MESSAGE", "aws_session", "register"]
+
+NO_CREDENTIALS_MESSAGE = (
+    "no AWS credentials found; configure a profile or AWS_* variables (see README, AWS path)"
+)
+
+DEFAULT_OUT = Path("cdk.out")
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise AsyncbenchError(f"`asyncbench {args.command}` is not built yet")
+def _config(args: argparse.Namespace) -> StackConfig:
+    return load_config(args.config, args.overrides)
+
+
+def aws_session(region: str | None, profile: str | None) -> Any:
+    """A boto3 session that has credentials and a region, or one clear error line."""
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        session = boto3.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound:
+        raise ConfigError(
+            f"AWS profile {profile!r} not found; check ~/.aws/config or drop --profile"
+        ) from None
+    if session.get_credentials() is None:
+        raise StackNotDeployedError(NO_CREDENTIALS_MESSAGE)
+    if not session.region_name:
+        raise ConfigError("no AWS region; pass --region or set AWS_REGION (or a profile region)")
+    return session
+
+
+def _synth(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from stack.app import synthesize
+
+    try:
+        built = synthesize(config, args.out)
+    except RuntimeError as error:
+        # cdk-nag v3 fails synthesis on an unacknowledged finding; the report says which.
+        if "ValidationFailed" not in str(error):
+            raise
+        raise AsyncbenchError(
+            f"cdk-nag found unacknowledged AwsSolutions findings; see {args.out}/"
+            "validation-report.json"
+        ) from None
+    for variant, path in built.template_paths().items():
+        print(f"{variant}: {path}")
+    print(Path(args.out))
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    config = _config(args)
+    session = aws_session(args.region, args.profile)
+    from stack.cdk_cli import run_cdk
+    from stack.endpoints import write_endpoints
+    from stack.outputs import fetch_endpoints, stack_names
+
+    names = stack_names(config)
+    common: dict[str, Any] = {
+        "config": config,
+        "region": session.region_name,
+        "profile": args.profile,
+        "outdir": args.out,
+    }
+    if args.bootstrap:
+        # Idempotent; the Lambda code asset needs the CDK toolkit stack's bucket.
+        run_cdk(["bootstrap"], **common)
+    run_cdk(["deploy", *names.values(), "--require-approval", "never"], **common)
+    endpoints = fetch_endpoints(session.client("cloudformation"), names)
+    print(write_endpoints(endpoints, args.endpoints))
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    config = _config(args)
+    session = aws_session(args.region, args.profile)
+    from stack.cdk_cli import run_cdk
+    from stack.endpoints import default_endpoints_path
+    from stack.outputs import stack_names
+
+    run_cdk(
+        ["destroy", *stack_names(config).values(), "--force"],
+        config=config,
+        region=session.region_name,
+        profile=args.profile,
+        outdir=args.out,
+    )
+    endpoints_path: Path = args.endpoints or default_endpoints_path("aws")
+    # A stale endpoints file would send the next run to a deleted API.
+    endpoints_path.unlink(missing_ok=True)
+    print(f"destroyed {', '.join(stack_names(config).values())}")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="stack config (JSON or TOML; see stack/config.py for the keys); default: built-in",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set batch_size=50 (repeatable)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help="cloud assembly folder (templates, assets); default: cdk.out",
+    )
+
+
+def _add_aws_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: the profile's or AWS_REGION)")
+    parser.add_argument("--profile", help="AWS named profile (default: the default chain)")
+    parser.add_argument(
+        "--endpoints",
+        type=Path,
+        metavar="FILE",
+        help="endpoints file (default: .asyncbench/endpoints-aws.json)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("synth", help="(not built yet)").set_defaults(handler=_not_built)
-    subparsers.add_parser("deploy", help="(not built yet)").set_defaults(handler=_not_built)
-    subparsers.add_parser("destroy", help="(not built yet)").set_defaults(handler=_not_built)
+    synth = subparsers.add_parser(
+        "synth",
+        help="CloudFormation templates of both variants, offline",
+        description=(
+            "Synthesize both variants' stacks in-process (no AWS account, no network) and run "
+            "cdk-nag's AwsSolutions checks. Prints each template's path, then the folder."
+        ),
+    )
+    _add_config_options(synth)
+    synth.set_defaults(handler=_synth)
+
+    deploy = subparsers.add_parser(
+        "deploy",
+        help="deploy both variants to AWS and write the endpoints file",
+        description=(
+            "Deploy both variants with the pinned CDK CLI (node_modules; `npm ci` installs it), "
+            "telemetry and notices off, no approval prompt; then read the stacks' outputs and "
+            "write the endpoints file (its path is the last line). Needs AWS credentials."
+        ),
+    )
+    _add_config_options(deploy)
+    _add_aws_options(deploy)
+    deploy.add_argument(
+        "--no-bootstrap",
+        dest="bootstrap",
+        action="store_false",
+        help="skip `cdk bootstrap` (the account/region is known to be bootstrapped)",
+    )
+    deploy.set_defaults(handler=_deploy)
+
+    destroy = subparsers.add_parser(
+        "destroy",
+        help="remove both variants from AWS",
+        description=(
+            "Destroy both variants' stacks (tables, queue and logs included) with the pinned CDK "
+            "CLI and delete the AWS endpoints file. Needs AWS credentials."
+        ),
+    )
+    _add_config_options(destroy)
+    _add_aws_options(destroy)
+    destroy.set_defaults(handler=_destroy)

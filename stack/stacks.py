@@ -3,8 +3,8 @@
 ``DirectStack``: REST API ``POST /requests`` -> Lambda proxy -> direct handler, which stores the
 outcome in its own table. ``StorageFirstStack``: REST API ``POST /requests`` -> DynamoDB PutItem
 -> stream (NEW_IMAGE) -> event source mapping (INSERT only) -> stream handler. Both answer
-``GET /requests/{id}`` from their table. The outputs (names in :data:`OUTPUT_KEYS`) are all
-``asyncbench deploy`` needs to write the endpoints file.
+``GET /requests/{id}`` from their table. The outputs (keys in ``stack.outputs.OUTPUT_KEYS``) are
+all ``asyncbench deploy`` needs to write the endpoints file.
 """
 
 from __future__ import annotations
@@ -21,39 +21,12 @@ from constructs import Construct
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.constructs import IngestApi, ProcessorFunction, RequestsTable
 from stack.constructs.nag import acknowledge
+from stack.outputs import OUTPUT_KEYS, STAGE_NAMES
 
-__all__ = [
-    "FAILURE_QUEUE_RETENTION",
-    "OUTPUT_KEYS",
-    "STAGE_NAMES",
-    "DirectStack",
-    "StorageFirstStack",
-    "stack_names",
-]
-
-# API stage names are the variants' path segments (CONTRACT.md: base_url ends in them).
-STAGE_NAMES = {"direct": "direct", "storage_first": "storage-first"}
-
-# CloudFormation output keys, read back by stack.outputs after a deploy.
-OUTPUT_KEYS = {
-    "base_url": "BaseUrl",
-    "table": "TableName",
-    "region": "Region",
-    "function_name": "FunctionName",
-    "api_id": "ApiId",
-    "stage": "StageName",
-    "failure_queue_url": "FailureQueueUrl",
-    "failure_queue_arn": "FailureQueueArn",
-    "event_source_mapping_id": "EventSourceMappingId",
-}
+__all__ = ["FAILURE_QUEUE_RETENTION", "DirectStack", "StorageFirstStack"]
 
 # SQS's maximum: parked batches stay until someone inspects them (the run collects them).
 FAILURE_QUEUE_RETENTION = Duration.days(14)
-
-
-def stack_names(config: StackConfig) -> dict[str, str]:
-    """CloudFormation stack name per variant key."""
-    return {variant: f"{config.name_prefix}-{stage}" for variant, stage in STAGE_NAMES.items()}
 
 
 def _output(stack: Stack, key: str, value: str, description: str) -> None:
