@@ -32,12 +32,8 @@ class _NoFunction:
 
 
 @pytest.fixture(scope="module")
-def endpoint_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    try:
-        yield request.getfixturevalue("dynamodb_local").endpoint_url
-    except pytest.FixtureLookupError:  # until tests/conftest.py provides the session fixture
-        with DynamoDBLocal() as dynamodb:
-            yield dynamodb.endpoint_url
+def endpoint_url(dynamodb_local: DynamoDBLocal) -> str:
+    return dynamodb_local.endpoint_url
 
 
 @pytest.fixture(scope="module")

@@ -197,8 +197,8 @@ class Util:
             except ValueError as error:
                 raise MethodMissing("not JSON") from error
         if name == "urlEncode":
-            # java.net.URLEncoder: space -> '+', keeps letters, digits and . - * _
-            return urllib.parse.quote_plus(text, safe="*")
+            # java.net.URLEncoder: space -> '+', keeps letters, digits and . - * _ (not ~)
+            return urllib.parse.quote_plus(text, safe="*").replace("~", "%7E")
         if name == "urlDecode":
             return urllib.parse.unquote_plus(text)
         if name == "base64Encode":
