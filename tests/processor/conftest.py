@@ -13,35 +13,49 @@ from processor.runtime import Runtime
 from processor.settings import Settings
 from tests.processor.events import REGION, TABLE, FakeClock
 
+FAKE_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, so no test can reach a real account."""
+    for name, value in FAKE_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DYNAMODB_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="package")
+def _shared_client() -> Iterator[Any]:
+    # Creating a boto3 client is the slow part of a moto test (0.1-0.5 s on a busy machine);
+    # one client serves every test, each under its own fresh mock_aws (so its own tables).
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _fake_aws(monkeypatch)
+        yield boto3.client("dynamodb", region_name=REGION)
+
 
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fake credentials and region, so no test can reach a real account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    _fake_aws(monkeypatch)
 
 
 @pytest.fixture
-def dynamodb(aws_credentials: None) -> Iterator[Any]:
-    """A low-level client of moto's DynamoDB holding the requests table (key ``id``)."""
+def dynamodb(aws_credentials: None, _shared_client: Any) -> Iterator[Any]:
+    """A low-level client of a fresh moto DynamoDB holding the requests table (key ``id``)."""
     with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
-        client.create_table(
+        _shared_client.create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
             StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
         )
-        yield client
+        yield _shared_client
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_invalid_bodies_fail_permanently_with_a_clear_message(
 def test_poison_fails_permanently_even_during_an_outage() -> None:
     clock = FakeClock()
     body = json.dumps({"fail": "always", "work_ms": 50, "outages": [[0, START_MS * 2]]})
-    with pytest.raises(PermanentFailure, match="^poison request$"):
+    with pytest.raises(PermanentFailure, match=r"^poison request$"):
         process(body, now_ms=clock.now_ms, sleep=clock.sleep)
     assert clock.sleeps == []
 
