@@ -1,0 +1,151 @@
+"""The event source mapping's pure rules: filter patterns, batch responses, failure records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asyncbench.errors import ConfigError
+from stack.config import STREAM_FILTER_PATTERN
+from stack.local.batch_outcome import interpret
+from stack.local.event_filter import matches_any, matches_pattern
+from stack.local.failure_destination import FailureDestination, failure_record
+from stack.local.stream_reader import to_lambda_record
+
+ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2026-01-01T00:00:00.000"
+
+
+def record(name: str = "INSERT", sequence: str = "1", **image: Any) -> dict[str, Any]:
+    return {
+        "eventName": name,
+        "dynamodb": {
+            "ApproximateCreationDateTime": 1_700_000_000.0,
+            "Keys": {"id": {"S": "a"}},
+            "NewImage": {"id": {"S": "a"}, **image},
+            "SequenceNumber": sequence,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "delivered"), [("INSERT", True), ("MODIFY", False), ("REMOVE", False)]
+)
+def test_the_stacks_filter_passes_only_inserts(name: str, delivered: bool) -> None:
+    assert matches_any([STREAM_FILTER_PATTERN], record(name)) is delivered
+
+
+def test_no_patterns_means_no_filtering() -> None:
+    assert matches_any([], record("REMOVE"))
+
+
+def test_any_pattern_may_match() -> None:
+    patterns = [{"eventName": ["MODIFY"]}, {"eventName": ["INSERT"]}]
+    assert matches_any(patterns, record("INSERT"))
+
+
+def test_nested_keys_and_comparisons() -> None:
+    item = record(status={"S": "PENDING"}, attempts={"N": "3"})
+    nested = {"dynamodb": {"NewImage": {"status": {"S": ["PENDING"]}}}}
+    assert matches_pattern(nested, item)
+    assert not matches_pattern({"dynamodb": {"NewImage": {"status": {"S": ["FAILED"]}}}}, item)
+    assert matches_pattern({"dynamodb": {"NewImage": {"status": {"S": [{"prefix": "PEN"}]}}}}, item)
+    assert matches_pattern({"userIdentity": [{"exists": False}]}, item)
+    assert not matches_pattern({"userIdentity": [{"exists": True}]}, item)
+    assert matches_pattern({"eventName": [{"anything-but": ["REMOVE"]}]}, item)
+    assert matches_pattern({"eventName": [{"equals-ignore-case": "insert"}]}, item)
+    assert not matches_pattern({"missing": ["x"]}, item)
+
+
+def test_numeric_rule_on_numbers() -> None:
+    assert matches_pattern({"size": [{"numeric": [">", 0, "<=", 5]}]}, {"size": 5})
+    assert not matches_pattern({"size": [{"numeric": [">", 0, "<=", 5]}]}, {"size": 6})
+
+
+def test_a_bad_rule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="eventName"):
+        matches_pattern({"eventName": "INSERT"}, record())
+
+
+BATCH = [record(sequence="10"), record(sequence="20"), record(sequence="30")]
+
+
+@pytest.mark.parametrize(
+    "payload", [None, {}, {"batchItemFailures": None}, {"batchItemFailures": []}]
+)
+def test_empty_responses_are_complete_success(payload: Any) -> None:
+    outcome = interpret("ok", payload, None, BATCH, report_batch_item_failures=True)
+    assert outcome.kind == "success"
+
+
+def test_checkpoint_at_the_lowest_failed_sequence_number() -> None:
+    payload = {"batchItemFailures": [{"itemIdentifier": "30"}, {"itemIdentifier": "20"}]}
+    outcome = interpret("ok", payload, None, BATCH, report_batch_item_failures=True)
+    assert (outcome.kind, outcome.failed_from) == ("partial", 1)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"batchItemFailures": [{"itemIdentifier": ""}]},
+        {"batchItemFailures": [{"itemIdentifier": None}]},
+        {"batchItemFailures": [{"itemIdentifier": "99"}]},
+        {"batchItemFailures": [{"ItemIdentifier": "10"}]},
+        {"batchItemFailures": "10"},
+        ["10"],
+    ],
+)
+def test_invalid_responses_fail_the_whole_batch(payload: Any) -> None:
+    outcome = interpret("ok", payload, None, BATCH, report_batch_item_failures=True)
+    assert outcome.kind == "failure"
+
+
+def test_responses_are_ignored_without_report_batch_item_failures() -> None:
+    payload = {"batchItemFailures": [{"itemIdentifier": "10"}]}
+    assert interpret("ok", payload, None, BATCH, report_batch_item_failures=False).kind == "success"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [("error", "failure"), ("timeout", "failure"), ("throttled", "throttled")]
+)
+def test_invoke_failures(status: str, kind: str) -> None:
+    assert interpret(status, None, "X", BATCH, report_batch_item_failures=True).kind == kind
+
+
+def test_ttl_deletion_becomes_a_remove_record_from_the_service() -> None:
+    raw = {"eventName": "UNKNOWN_TO_SDK_VERSION", "eventVersion": "1.1", "dynamodb": {}}
+    converted = to_lambda_record(raw, ARN)
+    assert converted["eventName"] == "REMOVE"
+    assert converted["userIdentity"]["principalId"] == "dynamodb.amazonaws.com"
+    assert converted["eventSourceARN"] == ARN
+    assert not matches_any([STREAM_FILTER_PATTERN], converted)
+
+
+def test_failure_record_carries_batch_metadata_only(tmp_path: Any) -> None:
+    batch = [record(sequence="10", secret={"S": "body"}), record(sequence="30")]
+    result = failure_record(
+        records=batch,
+        shard_id="shard-1",
+        stream_arn=ARN,
+        function_arn="arn:fn",
+        condition="RetryAttemptsExhausted",
+        approximate_invoke_count=3,
+        function_error="Unhandled",
+        status_code=200,
+        now_s=1_700_000_001.5,
+    )
+    assert result["timestamp"] == "2023-11-14T22:13:21.500Z"
+    assert result["DDBStreamBatchInfo"] == {
+        "shardId": "shard-1",
+        "startSequenceNumber": "10",
+        "endSequenceNumber": "30",
+        "approximateArrivalOfFirstRecord": "2023-11-14T22:13:20Z",
+        "approximateArrivalOfLastRecord": "2023-11-14T22:13:20Z",
+        "batchSize": 2,
+        "streamArn": ARN,
+    }
+    assert "body" not in str(result)
+    destination = FailureDestination(tmp_path / "sub" / "failures.jsonl")
+    destination.send(result)
+    destination.send(result)
+    assert destination.read() == [result, result]
