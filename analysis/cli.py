@@ -1,15 +1,85 @@
-"""Command-line entry points (placeholder until implemented)."""
+"""`asyncbench report RUN_DIR [RUN_DIR ...]`: analyse run folders and write the report."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from asyncbench.errors import AsyncbenchError
+from analysis.analyze import Options, analyze_run
+from analysis.claims import judge_claims
+from analysis.load import load_prices, load_run
+from analysis.report import build_report, write_report
+from analysis.summary import build_summary
+from asyncbench.paths import reports_dir
+
+__all__ = ["make_report", "register"]
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise AsyncbenchError(f"`asyncbench {args.command}` is not built yet")
+def _default_out(run_dirs: Sequence[Path]) -> Path:
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return reports_dir() / f"report-{stamp}"
+
+
+def make_report(
+    run_dirs: Sequence[Path],
+    *,
+    prices: Path | None = None,
+    slo_p99_ms: float | None = None,
+    error_threshold: float | None = None,
+    out: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Load, analyse and report the runs; returns the written index.html."""
+    say = progress or (lambda _message: None)
+    options = Options(
+        prices=load_prices(prices), slo_p99_ms=slo_p99_ms, error_threshold=error_threshold
+    )
+    analyses = []
+    for run_dir in run_dirs:
+        say(f"loading {run_dir}")
+        run = load_run(run_dir)
+        say(f"analysing {run.scenario_name} ({len(run.client):,} client rows)")
+        analyses.append(analyze_run(run, options))
+    verdicts = judge_claims(analyses)
+    summary = build_summary(analyses, verdicts)
+    report = build_report(analyses, verdicts, summary, tolerance=options.tolerance, progress=say)
+    target = out or _default_out(list(run_dirs))
+    say(f"writing {target}")
+    return write_report(target, report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    index = make_report(
+        [Path(path) for path in args.run_dirs],
+        prices=args.prices,
+        slo_p99_ms=args.slo_p99_ms,
+        error_threshold=args.error_threshold,
+        out=args.out,
+        progress=lambda message: print(f"report: {message}", flush=True),
+    )
+    print(index)
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    subparsers.add_parser("report", help="(not built yet)").set_defaults(handler=_not_built)
+    parser = subparsers.add_parser(
+        "report",
+        help="analyse one run (or compare several) and write index.html, report.md, summary.json",
+        description=(
+            "Analyse run folders: latency with confidence intervals, stream lag, recovery, "
+            "capacity and cost, and verdicts on the three claims. One run: the report goes into "
+            "its folder; several: into reports/report-<stamp>/. Prints index.html's path last."
+        ),
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s)")
+    parser.add_argument("--prices", type=Path, help="price table JSON (default: us-east-1)")
+    parser.add_argument("--slo-p99-ms", type=float, help="p99 SLO for capacity (ms)")
+    parser.add_argument(
+        "--error-threshold", type=float, help="highest error share a capacity stage may have"
+    )
+    parser.add_argument("--out", type=Path, help="write the report here instead")
+    parser.set_defaults(handler=_report)

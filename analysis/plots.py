@@ -1,0 +1,216 @@
+"""Plot data: what each figure shows, as plain arrays (tested); render.py draws it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.latency import headline_rows
+
+__all__ = [
+    "PlotData",
+    "Series",
+    "backlog_plot",
+    "cost_plot",
+    "lag_time_plot",
+    "latency_cdf_plot",
+    "latency_time_plot",
+    "outage_offsets",
+    "rate_time_plot",
+    "rate_vs_p99_plot",
+]
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """One figure's content. ``kind`` is "line" or "stacked_bar" (x = category positions)."""
+
+    key: str
+    title: str
+    xlabel: str
+    ylabel: str
+    series: tuple[Series, ...]
+    kind: str = "line"
+    xlog: bool = False
+    ylog: bool = False
+    shaded: tuple[tuple[float, float, str], ...] = ()
+    markers: tuple[tuple[float, float, str], ...] = ()
+    hlines: tuple[tuple[float, str], ...] = ()
+    categories: tuple[str, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return all(len(series.x) == 0 for series in self.series)
+
+
+def _probabilities(n: int, points: int) -> np.ndarray:
+    """A grid dense in the body and, log-spaced, in the tail up to the last order statistic."""
+    body = np.linspace(0.0, 0.99, points)
+    depth = max(np.log10(max(n, 100)), 2.0)
+    tail = 1 - np.logspace(-2, -depth, points // 2)
+    return np.unique(np.concatenate([body, tail, [1.0]]))
+
+
+def latency_cdf_plot(
+    client: pd.DataFrame, column: str = "latency_ms", points: int = 400
+) -> PlotData:
+    """Empirical CDF of headline latency per variant (quantiles on a grid, log x axis)."""
+    rows = headline_rows(client)
+    series = []
+    for variant, group in rows.groupby("variant", observed=True):
+        values = group[column].dropna().to_numpy(dtype=np.float64)
+        if len(values) == 0:
+            continue
+        probabilities = _probabilities(len(values), points)
+        series.append(Series(str(variant), np.quantile(values, probabilities), probabilities))
+    label = "from intended send" if column == "latency_from_intended_ms" else "from actual send"
+    return PlotData(
+        key=f"cdf_{column}",
+        title=f"Response latency CDF ({label})",
+        xlabel="latency (ms, log scale)",
+        ylabel="fraction of requests",
+        series=tuple(series),
+        xlog=True,
+    )
+
+
+def outage_offsets(trials: pd.DataFrame) -> tuple[tuple[float, float, str], ...]:
+    """Outage windows in seconds since trial start (distinct, rounded to 0.1 s)."""
+    if trials.empty or trials["outage_start_ms"].isna().all():
+        return ()
+    rows = trials.loc[trials["outage_start_ms"].notna()]
+    start = ((rows["outage_start_ms"] - rows["started_at_ms"]) / 1000).round(1)
+    end = ((rows["outage_end_ms"] - rows["started_at_ms"]) / 1000).round(1)
+    windows = sorted(set(zip(start, end, strict=True)))
+    return tuple((float(a), float(b), "outage") for a, b in windows)
+
+
+def _per_variant(frame: pd.DataFrame, columns: dict[str, str]) -> tuple[Series, ...]:
+    series = []
+    for variant, group in frame.groupby("variant", observed=True):
+        for column, suffix in columns.items():
+            series.append(
+                Series(
+                    f"{variant} {suffix}".strip(),
+                    group["t_s"].to_numpy(dtype=np.float64),
+                    group[column].to_numpy(dtype=np.float64),
+                )
+            )
+    return tuple(series)
+
+
+def latency_time_plot(
+    latency_over_time: pd.DataFrame, shaded: tuple[tuple[float, float, str], ...] = ()
+) -> PlotData:
+    return PlotData(
+        key="latency_time",
+        title="Response latency over time (p50 and p99 per second)",
+        xlabel="time since trial start (s)",
+        ylabel="latency (ms, log scale)",
+        series=_per_variant(latency_over_time, {"p50_ms": "p50", "p99_ms": "p99"}),
+        ylog=True,
+        shaded=shaded,
+    )
+
+
+def rate_time_plot(
+    throughput: pd.DataFrame, shaded: tuple[tuple[float, float, str], ...] = ()
+) -> PlotData:
+    return PlotData(
+        key="rate_time",
+        title="Offered vs achieved rate (successful answers)",
+        xlabel="time since trial start (s)",
+        ylabel="requests per second (mean over trials)",
+        series=_per_variant(throughput, {"offered_per_s": "offered", "achieved_per_s": "achieved"}),
+        shaded=shaded,
+    )
+
+
+def lag_time_plot(
+    lag_over_time: pd.DataFrame, shaded: tuple[tuple[float, float, str], ...] = ()
+) -> PlotData:
+    return PlotData(
+        key="lag_time",
+        title="Stream processing lag over time (accepted -> processed)",
+        xlabel="acceptance time since trial start (s)",
+        ylabel="lag (ms, log scale)",
+        series=_per_variant(lag_over_time, {"p50_ms": "p50", "p99_ms": "p99"}),
+        ylog=True,
+        shaded=shaded,
+    )
+
+
+def backlog_plot(
+    backlog: pd.DataFrame, shaded: tuple[tuple[float, float, str], ...] = ()
+) -> PlotData:
+    series = tuple(
+        Series(
+            f"trial {trial}",
+            group["t_s"].to_numpy(dtype=np.float64),
+            group["backlog"].to_numpy(dtype=np.float64),
+        )
+        for trial, group in backlog.groupby("trial")
+    )
+    return PlotData(
+        key="backlog",
+        title="Storage-first backlog (accepted, not yet terminal or parked)",
+        xlabel="time since trial start (s)",
+        ylabel="requests",
+        series=series,
+        shaded=shaded,
+    )
+
+
+def rate_vs_p99_plot(stages: pd.DataFrame, knees: pd.DataFrame, slo_p99_ms: float) -> PlotData:
+    series, markers = [], []
+    for variant, group in stages.groupby("variant"):
+        series.append(
+            Series(
+                str(variant),
+                group["offered_per_s"].to_numpy(dtype=np.float64),
+                group["p99_ms"].to_numpy(dtype=np.float64),
+            )
+        )
+        knee = knees.loc[knees["variant"] == variant, "knee_rate_per_s"]
+        if len(knee) and np.isfinite(knee.iloc[0]):
+            at = group.loc[group["offered_per_s"] == knee.iloc[0], "p99_ms"]
+            markers.append((float(knee.iloc[0]), float(at.iloc[0]), f"{variant} knee"))
+    return PlotData(
+        key="rate_vs_p99",
+        title="Offered rate vs p99 latency (knee = highest rate meeting the SLO)",
+        xlabel="offered rate (requests/s)",
+        ylabel="p99 latency (ms, log scale)",
+        series=tuple(series),
+        ylog=True,
+        markers=tuple(markers),
+        hlines=((slo_p99_ms, f"SLO p99 {slo_p99_ms:g} ms"),),
+    )
+
+
+def cost_plot(costs: pd.DataFrame) -> PlotData:
+    """Stacked bars: cost per million requests per variant, one layer per component."""
+    parts = costs.loc[costs["component"] != "total"]
+    variants = tuple(sorted(parts["variant"].unique()))
+    positions = np.arange(len(variants), dtype=np.float64)
+    series = []
+    for component, group in parts.groupby("component", sort=False):
+        by_variant = group.set_index("variant")["cost"].reindex(list(variants)).fillna(0.0)
+        series.append(Series(str(component), positions, by_variant.to_numpy(dtype=np.float64)))
+    return PlotData(
+        key="cost",
+        title="Cost per million requests",
+        xlabel="variant",
+        ylabel="cost per million requests",
+        series=tuple(series),
+        kind="stacked_bar",
+        categories=variants,
+    )

@@ -1,0 +1,80 @@
+"""Matplotlib renderers: draw a PlotData on an Axes the caller gives; PNG bytes via Agg.
+
+No pyplot: figures are built with ``Figure`` + ``FigureCanvasAgg`` so nothing touches global
+state or needs a display.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.plots import PlotData
+
+__all__ = ["render", "to_png"]
+
+
+def _render_lines(ax: Axes, plot: PlotData) -> None:
+    for series in plot.series:
+        ax.plot(
+            series.x,
+            series.y,
+            label=series.label,
+            linewidth=1.2,
+            marker="." if len(series.x) < 12 else None,
+        )
+    for x, y, label in plot.markers:
+        ax.plot([x], [y], marker="o", markersize=9, fillstyle="none", color="black")
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    for y, label in plot.hlines:
+        ax.axhline(y, color="grey", linestyle="--", linewidth=1, label=label)
+
+
+def _render_stacked(ax: Axes, plot: PlotData) -> None:
+    bottom = np.zeros(len(plot.categories))
+    for series in plot.series:
+        ax.bar(series.x, series.y, bottom=bottom, label=series.label, width=0.6)
+        bottom = bottom + series.y
+    for position, total in enumerate(bottom):
+        ax.annotate(f"{total:.2f}", (position, total), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(plot.categories)), list(plot.categories))
+
+
+def render(ax: Axes, plot: PlotData) -> None:
+    """Draw ``plot`` on ``ax`` (title, labels, legend, shaded windows, log axes)."""
+    if plot.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    elif plot.kind == "stacked_bar":
+        _render_stacked(ax, plot)
+    else:
+        _render_lines(ax, plot)
+    for start, end, label in plot.shaded:
+        ax.axvspan(start, end, color="tab:red", alpha=0.12, label=label)
+    if plot.xlog and not plot.empty:
+        ax.set_xscale("log")
+    if plot.ylog and not plot.empty:
+        ax.set_yscale("log")
+    ax.set_title(plot.title, fontsize=10)
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel(plot.ylabel)
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), fontsize=8)
+
+
+def to_png(
+    plot: PlotData, *, width_in: float = 7.0, height_in: float = 3.6, dpi: int = 100
+) -> bytes:
+    """The plot rendered to PNG bytes (Agg)."""
+    figure = Figure(figsize=(width_in, height_in), dpi=dpi, layout="tight")
+    FigureCanvasAgg(figure)
+    render(figure.add_subplot(), plot)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
