@@ -12,7 +12,9 @@ ReportBatchItemFailures on). Per record, in order:
 - transient failure: ``attempts`` incremented and ``error`` recorded, a back-off inside the
   invocation, then this record and every later one are reported as failures (the mapping
   replays from the lowest; stopping here keeps per-item order). Past the ceiling (attempts or
-  record age, see :mod:`processor.retry`) the item is FAILED with the last error instead.
+  record age, see :mod:`processor.retry`) the item is FAILED with the last error instead;
+- with less than ``EARLY_STOP_MS`` of the invocation left (after the first record), the rest of
+  the batch is handed back unprocessed in ``batchItemFailures`` instead of timing out.
 
 ``started_at_ms`` is when processing of the request first started (kept across retries);
 ``processed_at_ms`` is when the item became terminal; ``attempts`` counts the attempts that ran
@@ -33,9 +35,12 @@ from processor.logic import PermanentFailure, TransientFailure, process
 from processor.retry import backoff_ms, give_up_reason
 from processor.runtime import Runtime
 
-__all__ = ["handle", "handler", "is_new_request"]
+__all__ = ["EARLY_STOP_MS", "handle", "handler", "is_new_request"]
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+EARLY_STOP_MS = 2000
+"""Below this much remaining time, later records of a batch are handed back unprocessed."""
 
 Outcome = Literal["done", "retry"]
 
@@ -267,11 +272,33 @@ class _RecordHandler:
         self.log({**base, "outcome": "duplicate"})
 
 
+def _failures_from(records: list[Mapping[str, Any]], index: int) -> dict[str, Any]:
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": record["dynamodb"]["SequenceNumber"]} for record in records[index:]
+        ]
+    }
+
+
 def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
     """Handle one stream batch with the given environment's runtime."""
     records = list(event.get("Records") or [])
     record_handler = _RecordHandler(runtime, context, runtime.begin_invocation())
     for index, record in enumerate(records):
+        remaining_ms = _remaining_ms(context)
+        if index > 0 and remaining_ms is not None and remaining_ms < EARLY_STOP_MS:
+            # Nearly out of time: hand the rest back rather than time out, which would fail
+            # the whole batch (and replay the records already done). Never on the first
+            # record, so every invocation makes progress.
+            record_handler.log(
+                {
+                    "sequenceNumber": record["dynamodb"]["SequenceNumber"],
+                    "outcome": "deferred",
+                    "remainingMs": remaining_ms,
+                    "deferredRecords": len(records) - index,
+                }
+            )
+            return _failures_from(records, index)
         try:
             outcome = record_handler.handle(record)
         except (ClientError, BotoCoreError) as error:
@@ -285,12 +312,7 @@ def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str
             )
             outcome = "retry"
         if outcome == "retry":
-            return {
-                "batchItemFailures": [
-                    {"itemIdentifier": later["dynamodb"]["SequenceNumber"]}
-                    for later in records[index:]
-                ]
-            }
+            return _failures_from(records, index)
     return {"batchItemFailures": []}
 
 

@@ -272,3 +272,32 @@ def test_module_handler_reads_its_environment(
     monkeypatch.setattr(stream, "_runtime", None)
     assert stream.handler(batch(insert(dynamodb, "m", "{}")), FakeContext()) == NO_FAILURES
     assert get_item(dynamodb, "m")["status"] == "SUCCEEDED"  # type: ignore[index]
+
+
+class DeadlineContext:
+    """A context whose remaining time runs down with the fake clock."""
+
+    def __init__(self, clock: FakeClock, deadline_ms: int) -> None:
+        self.clock = clock
+        self.deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - self.clock.now)
+
+
+def test_nearly_out_of_time_hands_the_rest_back_but_always_makes_progress(
+    runtime: Runtime, dynamodb: Any, clock: FakeClock, logs: list[dict[str, Any]]
+) -> None:
+    slow = '{"work_ms": 1000}'
+    records = [insert(dynamodb, name, slow) for name in ("one", "two", "three")]
+    # 1.5 s left: below the early-stop threshold, yet the first record is still processed.
+    context = DeadlineContext(clock, START_MS + 1500)
+    response = stream.handle(batch(*records), context, runtime)
+    assert response == {"batchItemFailures": sequence_numbers(*records[1:])}
+    statuses = [get_item(dynamodb, name)["status"] for name in ("one", "two", "three")]  # type: ignore[index]
+    assert statuses == ["SUCCEEDED", "PENDING", "PENDING"]
+    assert get_item(dynamodb, "two")["attempts"] == 0  # type: ignore[index]
+    assert logs[-1]["outcome"] == "deferred" and logs[-1]["deferredRecords"] == 2
+
+    context = DeadlineContext(clock, clock.now + 10_000)
+    assert stream.handle(batch(*records[1:]), context, runtime) == NO_FAILURES
