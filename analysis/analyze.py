@@ -122,7 +122,7 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         cold_warm=latency.cold_warm_summary(client, server),
         outcomes=latency.outcome_rates(client),
         throughput=latency.throughput_over_time(client),
-        latency_over_time=latency.latency_over_time(headline),
+        latency_over_time=latency.latency_over_time(client),
         variant_comparison=comparison,
         lags=lags,
         lag_summary=lag.lag_summary(lags),

@@ -112,7 +112,7 @@ def throughput_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFra
 
 def latency_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
     """Per variant and time bin (s since trial start, by intended send): n, p50 and p99 of
-    latency from actual and from intended send."""
+    latency from actual and from intended send; warm-up bins are left out."""
     columns = ["variant", "t_s", "n", "p50_ms", "p99_ms", "p99_from_intended_ms"]
     if client.empty:
         return pd.DataFrame(columns=columns)
@@ -124,7 +124,7 @@ def latency_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
             "latency_ms": client["latency_ms"],
             "latency_from_intended_ms": client["latency_from_intended_ms"],
         }
-    )
+    ).loc[~_is_warmup(client)]  # the time axis starts at the trial's start, warm-up included
     grouped = frame.groupby(["variant", "t_s"], observed=True)
     result = pd.concat(
         {

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import capacity, cost
+from analysis.analyze import RunAnalysis
+from analysis.load import load_prices
+from analysis.synthetic import SyntheticSpec, build_run
+
+
+def _staircase() -> pd.DataFrame:
+    """direct breaks the 500 ms SLO at 80/s; storage_first errors 5% at 80/s."""
+    spec = SyntheticSpec(
+        scenario="capacity", stages=((10.0, 10.0), (10.0, 20.0), (10.0, 40.0), (10.0, 80.0)),
+        repetitions=1,
+    )  # fmt: skip
+    run = build_run(spec)
+    client = run.client.copy()
+    slow = (client["variant"] == "direct") & (client["stage"] == 3)
+    client.loc[slow, "latency_ms"] = 800.0
+    failing = (client["variant"] == "storage_first") & (client["stage"] == 3)
+    client.loc[failing[failing].index[::20], "outcome"] = "server_error"
+    return client, run.server
+
+
+def test_knee_is_the_last_stage_before_the_first_failure() -> None:
+    client, server = _staircase()
+    stages = capacity.stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.01)
+    knees = capacity.knee(stages).set_index("variant")
+    assert knees.loc["direct", "knee_rate_per_s"] == 40.0
+    assert knees.loc["direct", "first_failing_rate_per_s"] == 80.0
+    assert knees.loc["storage_first", "knee_rate_per_s"] == 40.0
+    error_share = stages.set_index(["variant", "stage"]).loc[("storage_first", 3), "error_share"]
+    assert error_share == pytest.approx(0.05)
+    # A generous threshold lets storage_first pass every stage.
+    lenient = capacity.stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.1)
+    assert capacity.knee(lenient).set_index("variant").loc["storage_first", "knee_rate_per_s"] == 80
+
+
+def test_knee_ignores_a_pass_above_a_failure() -> None:
+    stages = pd.DataFrame(
+        {
+            "variant": "direct",
+            "stage": [0, 1, 2],
+            "offered_per_s": [10.0, 20.0, 40.0],
+            "passes": [True, False, True],
+            "processed_per_s": [10.0, 20.0, 40.0],
+        }
+    )
+    assert capacity.knee(stages)["knee_rate_per_s"].iloc[0] == 10.0
+    stages["passes"] = False
+    assert math.isnan(capacity.knee(stages)["knee_rate_per_s"].iloc[0])
+
+
+def test_storage_first_drain_rate_and_backlog_growth() -> None:
+    # Offered 80/s to a processor that drains 50/s: the backlog grows by ~30/s.
+    spec = SyntheticSpec(stages=((20.0, 80.0),), drain_rate_per_s=50.0, repetitions=1)
+    run = build_run(spec)
+    stages = capacity.stage_table(run.client, run.server, slo_p99_ms=1e9, error_threshold=1)
+    row = stages.set_index("variant").loc["storage_first"]
+    assert row["processed_per_s"] == pytest.approx(50.0, rel=0.03)
+    assert row["backlog_growth_per_s"] == pytest.approx(30.0, rel=0.05)
+    assert capacity.knee(stages).set_index("variant").loc["storage_first", "drain_rate_per_s"] == (
+        pytest.approx(50.0, rel=0.03)
+    )
+
+
+def test_littles_law_concurrency() -> None:
+    knees = pd.DataFrame({"variant": ["direct", "storage_first"], "knee_rate_per_s": [100.0, 100.0]})
+    metrics = pd.DataFrame(
+        {
+            "variant": ["direct", "direct", "storage_first", "storage_first"],
+            "metric": ["Duration", "Duration", "Duration", "BatchSize"],
+            "value": [40.0, 60.0, 500.0, 10.0],
+        }
+    )
+    table = capacity.concurrency_at_knee(knees, metrics, pd.DataFrame(columns=["variant"]))
+    table = table.set_index("variant")
+    assert table.loc["direct", "concurrency"] == pytest.approx(5.0)  # 100/s x 0.05 s
+    assert table.loc["storage_first", "concurrency"] == pytest.approx(5.0)  # 10 batches/s x 0.5 s
+
+
+def test_cost_per_million_known_answer() -> None:
+    """1 invocation of 20.3 ms (billed 21 ms) at 1024 MB per request, 100-byte bodies."""
+    run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),)))
+    usage = cost.usage(run.client, run.server, run.metrics, {"memory_mb": 1024})
+    prices = load_prices()
+    table = cost.cost_per_million(usage, prices, "arm64").set_index(["variant", "component"])
+    unit = prices["prices"]
+    gb_seconds = 1e6 * 0.021 * 1.0
+    assert table.loc[("direct", "Lambda GB-seconds"), "cost"] == pytest.approx(
+        gb_seconds * unit["lambda_per_gb_second_arm64"]
+    )
+    # direct: 1 write of 300 bytes (1 unit); storage_first: API PutItem + processor write.
+    assert table.loc[("direct", "DynamoDB write units"), "per_million_requests"] == 1e6
+    assert table.loc[("storage_first", "DynamoDB write units"), "per_million_requests"] == 2e6
+    expected_direct = (
+        unit["api_gateway_rest_per_million_requests"]
+        + unit["lambda_per_million_requests"]
+        + gb_seconds * unit["lambda_per_gb_second_arm64"]
+        + unit["dynamodb_per_million_write_request_units"]
+    )
+    assert table.loc[("direct", "total"), "cost"] == pytest.approx(expected_direct)
+
+
+def test_cost_without_metrics_is_estimated_and_says_so() -> None:
+    run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),)))
+    empty = run.metrics.iloc[0:0]
+    usage = cost.usage(run.client, run.server, empty, {"memory_mb": 128})
+    assert set(usage["source"]) == {"estimated from items"}
+    lines = cost.assumptions(load_prices(), usage, "local")
+    assert any("estimate" in line for line in lines)
+    assert any("would cost on AWS" in line for line in lines)
+
+
+def test_capacity_section_only_for_staircases(analyses: dict[str, RunAnalysis]) -> None:
+    assert analyses["capacity"].is_capacity
+    assert not analyses["baseline"].is_capacity
+    knees = analyses["capacity"].knees.set_index("variant")
+    assert knees.loc["storage_first", "knee_rate_per_s"] == 80.0

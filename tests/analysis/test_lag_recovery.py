@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import lag, recovery
+from analysis.analyze import RunAnalysis
+from analysis.synthetic import SyntheticSpec, build_run
+
+
+def test_lags_are_the_generated_constants(analyses: dict[str, RunAnalysis]) -> None:
+    summary = analyses["baseline"].lag_summary.set_index("measure")
+    # No queueing at 50/s with a 1000/s processor: trigger 200 ms, work 20 ms, total 220 ms.
+    assert summary.loc["accepted_to_started_ms", "p50"] == pytest.approx(200.0)
+    assert summary.loc["started_to_processed_ms", "p99"] == pytest.approx(20.0)
+    assert summary.loc["accepted_to_processed_ms", "max"] == pytest.approx(220.0)
+
+
+def test_backlog_peak_is_rate_times_outage(analyses: dict[str, RunAnalysis]) -> None:
+    backlog = analyses["outage"].backlog
+    # Before the outage: ~rate x lag = 50/s x 0.22 s in flight (plus the two PENDING items
+    # until they are parked 5 s after acceptance); at its end 10 s x 50/s more.
+    before = backlog.loc[(backlog["t_s"] > 2) & (backlog["t_s"] < 19), "backlog"]
+    assert before.max() == 11 + 2
+    assert backlog.loc[(backlog["t_s"] > 6) & (backlog["t_s"] < 19), "backlog"].max() == 11
+    assert backlog["backlog"].max() == pytest.approx(500 + 11, abs=3)
+    # Two items per trial stay PENDING but are parked; three never reached the table.
+    assert backlog.groupby("trial")["backlog"].last().tolist() == [0, 0]
+
+
+def test_accounting_counts_lost_and_parked(analyses: dict[str, RunAnalysis]) -> None:
+    table = analyses["outage"].accounting.set_index("variant")
+    assert table.loc["storage_first", "lost"] == 2 * 3
+    assert table.loc["storage_first", "parked"] == 2 * 2
+    assert table.loc["storage_first", "pending"] == 2 * 2
+    assert table.loc["storage_first", "sent"] == 2 * 3000
+    # direct: every 502 during the 10 s outage stored nothing -> lost, 500 per trial.
+    assert table.loc["direct", "lost"] == 2 * 500
+    assert table.loc["direct", "client_errors"] == 2 * 500
+
+
+def test_errors_around_outage(analyses: dict[str, RunAnalysis]) -> None:
+    table = analyses["outage"].errors_around_outage.set_index(["variant", "phase"])
+    assert table.loc[("direct", "during"), "error_share"] == 1.0
+    assert table.loc[("direct", "after"), "errors"] == 0
+    assert table.loc[("storage_first", "during"), "errors"] == 0
+
+
+def test_recovery_time_matches_queueing_arithmetic(analyses: dict[str, RunAnalysis]) -> None:
+    """500 queued at the outage's end drain at 150 - 50 = 100/s net: 5 s."""
+    table = analyses["outage"].recovery
+    storage_first = table.loc[table["variant"] == "storage_first"]
+    assert storage_first["recovery_s"].tolist() == pytest.approx([5.0, 5.0], abs=1.0)
+    assert storage_first["recovered"].all()
+    assert table.loc[table["variant"] == "direct", "recovery_s"].tolist() == [0.0, 0.0]
+
+
+def test_never_recovering_backlog_is_reported_as_such() -> None:
+    # A processor slower than the arrival rate never catches up after the outage.
+    spec = SyntheticSpec(outage=(10.0, 5.0), drain_rate_per_s=49.0, repetitions=1)
+    run = build_run(spec)
+    origins = lag.trial_origins(run.server, run.trials)
+    backlog = lag.backlog_over_time(run.server, run.parked, origins)
+    windows = recovery.outage_windows(run.trials)
+    table = recovery.recovery_times(run.client, run.server, backlog, windows)
+    row = table.loc[table["variant"] == "storage_first"].iloc[0]
+    assert not row["recovered"]
+    assert math.isnan(row["recovery_s"])
+
+
+def test_poison_delays_healthy_records_behind_it() -> None:
+    items = pd.DataFrame(
+        {
+            "variant": "storage_first",
+            "status": ["SUCCEEDED"] * 10 + ["FAILED"],
+            "accepted_at_ms": [0.0] * 11,
+            "processed_at_ms": [100.0] * 8 + [3100.0, 5100.0, 50.0],
+        }
+    )
+    table = recovery.poison_delay(items).set_index("variant")
+    assert table.loc["storage_first", "delayed"] == 2
+    assert table.loc["storage_first", "baseline_lag_ms"] == 100.0
+    assert table.loc["storage_first", "excess_max_ms"] == 5000.0
+    assert table.loc["storage_first", "excess_p50_ms"] == 4000.0
+
+
+def test_time_to_result_only_for_polling_clients() -> None:
+    client = pd.DataFrame(
+        {"variant": ["storage_first"] * 3, "time_to_result_ms": [100.0, None, 300.0]}
+    )
+    table = lag.time_to_result_summary(client)
+    assert int(table["n"].iloc[0]) == 2
+    assert table["mean"].iloc[0] == 200.0
