@@ -25,17 +25,14 @@ import threading
 import time
 import uuid
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from stack.config import StackConfig  # noqa: E402
-from stack.local.dynamodb_http import DynamoDbHttp  # noqa: E402
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal  # noqa: E402
-from stack.local.gateway import Gateway  # noqa: E402
-from stack.local.tables import create_tables  # noqa: E402
+from stack.config import StackConfig
+from stack.local.dynamodb_http import DynamoDbHttp
+from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
+from stack.local.gateway import Gateway
+from stack.local.tables import create_tables
 
 CLIENT_BODY = b'{"work_ms": 0, "payload": "bench"}'
 
