@@ -20,6 +20,7 @@ import json
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -500,6 +501,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = gateway.handle(request, request_id, received_ms)
         except LocalStageError:
+            response = _message(500, "Internal server error")
+        except Exception:
+            # A bug here must not cost the client its connection: answer as API Gateway does
+            # for an internal failure and leave the traceback in the stage's log (stderr).
+            traceback.print_exc()
             response = _message(500, "Internal server error")
         self._send(response, request_id)
         gateway.record(stage, self.command, response, (time.perf_counter() - started) * 1000)

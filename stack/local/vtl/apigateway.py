@@ -219,6 +219,22 @@ def _text(value: Any) -> str:
 
 # --- $context ---
 
+_CONTEXT_ATTRIBUTES = {
+    "requestId": "request_id",
+    "extendedRequestId": "request_id",
+    "requestTimeEpoch": "request_time_epoch_ms",
+    "requestTime": "request_time",
+    "domainName": "domain_name",
+    "stage": "stage",
+    "resourcePath": "resource_path",
+    "path": "path",
+    "httpMethod": "http_method",
+    "accountId": "account_id",
+    "apiId": "api_id",
+    "protocol": "protocol",
+    "responseOverride": "response_override",
+}
+
 
 @dataclass
 class Context:
@@ -242,22 +258,13 @@ class Context:
     )
 
     def vtl_get(self, name: str) -> Any:
-        values = {
-            "requestId": self.request_id,
-            "extendedRequestId": self.request_id,
-            "requestTimeEpoch": self.request_time_epoch_ms,
-            "requestTime": self.request_time,
-            "domainName": self.domain_name,
-            "domainPrefix": self.domain_name.split(".")[0],
-            "stage": self.stage,
-            "resourcePath": self.resource_path,
-            "path": self.path,
-            "httpMethod": self.http_method,
-            "accountId": self.account_id,
-            "apiId": self.api_id,
-            "protocol": self.protocol,
-            "responseOverride": self.response_override,
-            "identity": {
+        attribute = _CONTEXT_ATTRIBUTES.get(name)
+        if attribute is not None:
+            return getattr(self, attribute)
+        if name == "domainPrefix":
+            return self.domain_name.split(".")[0]
+        if name == "identity":
+            return {
                 "sourceIp": self.source_ip,
                 "userAgent": self.user_agent,
                 "caller": None,
@@ -267,11 +274,8 @@ class Context:
                 "apiKey": None,
                 "accessKey": None,
                 "cognitoIdentityId": None,
-            },
-        }
-        if name not in values:
-            raise MethodMissing(name)
-        return values[name]
+            }
+        raise MethodMissing(name)
 
     def vtl_call(self, name: str, args: list[Any]) -> Any:
         if name == "get" and len(args) == 1:
