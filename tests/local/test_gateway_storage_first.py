@@ -222,3 +222,22 @@ def test_responses_carry_a_request_id_and_keep_the_connection(gateway: Gateway) 
         ids.append(accepted["requestId"])
     connection.close()
     assert len(set(ids)) == 3
+
+
+def test_the_local_stage_serves_the_contract_at_its_endpoints(local_stage: Any) -> None:
+    """Through the endpoints file the stage writes: POST, then the statusUrl it answers with."""
+    base_url = local_stage.endpoints.variants["storage_first"].base_url
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    connection.request("POST", parts.path + "/requests", body=b'{"work_ms": 0}')
+    response = connection.getresponse()
+    accepted = json.loads(response.read())
+    assert response.status == 202
+    assert accepted["statusUrl"] == f"{base_url}/requests/{accepted['requestId']}"
+    connection.request("GET", urlsplit(accepted["statusUrl"]).path)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert response.status == 200
+    assert answer["requestId"] == accepted["requestId"]
+    assert answer["request"] == '{"work_ms": 0}'
