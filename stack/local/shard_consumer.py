@@ -166,7 +166,8 @@ class ShardConsumer:
             )
             for lane in range(len(self._lanes))
         ]
-        for thread in self._threads:
+        # Lanes first: a reader that finishes at once (a short closed shard) joins them.
+        for thread in [*self._threads[1:], reader]:
             thread.start()
 
     def wake(self) -> None:

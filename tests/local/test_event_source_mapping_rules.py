@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from asyncbench.errors import ConfigError
-from stack.config import STREAM_FILTER_PATTERN
+from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.local.batch_outcome import interpret
 from stack.local.event_filter import matches_any, matches_pattern
+from stack.local.event_source_mapping import EventSourceMapping
 from stack.local.failure_destination import FailureDestination, failure_record
-from stack.local.stream_reader import to_lambda_record
+from stack.local.stream_reader import Shard, to_lambda_record
+from tests.local.esm_support import StandInFunction, wait_until
 
 ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2026-01-01T00:00:00.000"
 
@@ -149,3 +152,57 @@ def test_failure_record_carries_batch_metadata_only(tmp_path: Any) -> None:
     destination.send(result)
     destination.send(result)
     assert destination.read() == [result, result]
+
+
+class FakeStreams:
+    """A closed parent shard and its open child, as DescribeStream shows a shard roll-over."""
+
+    def __init__(self) -> None:
+        fresh = [record(sequence=number) for number in ("100", "101", "200")]
+        for item in fresh:  # recent, so MaximumRecordAge does not park them
+            item["dynamodb"]["ApproximateCreationDateTime"] = time.time()
+        self.shards = [
+            Shard("child", "parent", "200", None),  # listed first: lineage must still hold
+            Shard("parent", None, "100", "199"),
+        ]
+        self.pages = {
+            "parent": [(fresh[:2], "parent:1"), ([], None)],
+            "child": [(fresh[2:], "child:1")],
+        }
+
+    def describe_shards(self, stream_arn: str) -> list[Shard]:
+        return self.shards
+
+    def shard_iterator(self, stream_arn: str, shard_id: str, kind: str, seq: Any = None) -> str:
+        return f"{shard_id}:0"
+
+    def get_records(self, iterator: str, limit: int = 1000) -> tuple[list[Any], str | None]:
+        shard, _ = iterator.split(":")
+        pages = self.pages[shard]
+        if pages:
+            return pages.pop(0)
+        return [], f"{shard}:9"
+
+    def close_thread_connection(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_parent_shard_is_processed_before_its_child(tmp_path: Any) -> None:
+    function = StandInFunction()
+    mapping = EventSourceMapping(
+        dynamodb_endpoint="http://127.0.0.1:9",
+        stream_arn=ARN,
+        function=function,
+        config=StackConfig(),
+        failure_destination=tmp_path / "failures.jsonl",
+        poll_interval_s=0.01,
+        discovery_interval_s=0.01,
+    )
+    mapping._client = FakeStreams()  # type: ignore[assignment]
+    with mapping:
+        wait_until(lambda: len(function.calls) == 2, what="both shards delivered")
+    sequences = [
+        [record["dynamodb"]["SequenceNumber"] for record in call.records] for call in function.calls
+    ]
+    assert sequences == [["100", "101"], ["200"]]
