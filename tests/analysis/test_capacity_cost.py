@@ -69,7 +69,9 @@ def test_storage_first_drain_rate_and_backlog_growth() -> None:
 
 
 def test_littles_law_concurrency() -> None:
-    knees = pd.DataFrame({"variant": ["direct", "storage_first"], "knee_rate_per_s": [100.0, 100.0]})
+    knees = pd.DataFrame(
+        {"variant": ["direct", "storage_first"], "knee_rate_per_s": [100.0, 100.0]}
+    )
     metrics = pd.DataFrame(
         {
             "variant": ["direct", "direct", "storage_first", "storage_first"],

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.analyze import RunAnalysis
+from analysis.render import render, to_png
+
+
+def _client(values: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        {"variant": variant, "latency_ms": value, "warmup": False}
+        for variant, latencies in values.items()
+        for value in latencies
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_cdf_is_monotone_and_hits_known_quantiles() -> None:
+    client = _client({"direct": [float(v) for v in range(1, 101)], "storage_first": [5.0] * 10})
+    data = plots.latency_cdf_plot(client)
+    direct = next(s for s in data.series if s.label == "direct")
+    assert np.all(np.diff(direct.x) >= 0) and np.all(np.diff(direct.y) > 0)
+    assert direct.y[0] == 0 and direct.y[-1] == 1
+    assert direct.x[-1] == 100 and direct.x[0] == 1
+    assert np.interp(0.5, direct.y, direct.x) == pytest.approx(50.5)
+    assert data.xlog
+
+
+def test_outage_offsets_relative_to_trial_start() -> None:
+    trials = pd.DataFrame(
+        {
+            "started_at_ms": [1000.0, 90_000.0, 5000.0],
+            "outage_start_ms": [21_000.0, 110_000.0, np.nan],
+            "outage_end_ms": [36_000.0, 125_000.0, np.nan],
+        }
+    )
+    assert plots.outage_offsets(trials) == ((20.0, 35.0, "outage"),)
+
+
+def test_rate_vs_p99_marks_the_knee_and_the_slo() -> None:
+    stages = pd.DataFrame(
+        {"variant": "direct", "offered_per_s": [10.0, 20.0, 40.0], "p99_ms": [50.0, 60.0, 900.0]}
+    )
+    knees = pd.DataFrame({"variant": ["direct"], "knee_rate_per_s": [20.0]})
+    data = plots.rate_vs_p99_plot(stages, knees, 500.0)
+    assert data.markers == ((20.0, 60.0, "direct knee"),)
+    assert data.hlines[0][0] == 500.0
+
+
+def test_cost_plot_stacks_components_per_variant() -> None:
+    costs = pd.DataFrame(
+        {
+            "variant": ["direct", "direct", "direct", "storage_first", "storage_first"],
+            "component": ["api", "lambda", "total", "api", "total"],
+            "cost": [3.5, 1.0, 4.5, 3.5, 3.5],
+        }
+    )
+    data = plots.cost_plot(costs)
+    assert data.categories == ("direct", "storage_first")
+    by_label = {s.label: s.y.tolist() for s in data.series}
+    assert by_label == {"api": [3.5, 3.5], "lambda": [1.0, 0.0]}
+
+
+def test_backlog_plot_one_series_per_trial(analyses: dict[str, RunAnalysis]) -> None:
+    data = plots.backlog_plot(analyses["outage"].backlog, ((20.0, 30.0, "outage"),))
+    assert [s.label for s in data.series] == ["trial 2", "trial 4"]
+    assert max(s.y.max() for s in data.series) == analyses["outage"].backlog["backlog"].max()
+
+
+def test_every_renderer_draws_under_agg(analyses: dict[str, RunAnalysis]) -> None:
+    analysis = analyses["outage"]
+    shaded = plots.outage_offsets(analysis.run.trials)
+    all_plots = [
+        plots.latency_cdf_plot(analysis.run.client),
+        plots.latency_time_plot(analysis.latency_over_time, shaded),
+        plots.rate_time_plot(analysis.throughput, shaded),
+        plots.lag_time_plot(analysis.lag_over_time, shaded),
+        plots.backlog_plot(analysis.backlog, shaded),
+        plots.rate_vs_p99_plot(analysis.stages, analysis.knees, 500.0),
+        plots.cost_plot(analysis.costs),
+        plots.latency_cdf_plot(analysis.run.client.iloc[0:0]),  # empty: "no data"
+    ]
+    for data in all_plots:
+        figure = Figure()
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        render(ax, data)
+        assert ax.get_title() == data.title
+        png = to_png(data)
+        assert png.startswith(b"\x89PNG")
+    lag_axes = Figure().add_subplot()
+    render(lag_axes, all_plots[3])
+    assert lag_axes.get_yscale() == "log"
+    assert len(lag_axes.patches) == 1  # the shaded outage window
