@@ -32,6 +32,7 @@ __all__ = [
     "HANDLERS",
     "LocalStage",
     "StageState",
+    "already_running_error",
     "pid_alive",
     "read_stage_state",
 ]
@@ -85,7 +86,7 @@ def read_stage_state(settings: LocalStageSettings) -> StageState | None:
     return state
 
 
-def _already_running(state: StageState) -> LocalStageError:
+def already_running_error(state: StageState) -> LocalStageError:
     return LocalStageError(
         f"the local stage is already running (pid {state.pid}, endpoints {state.endpoints_path}); "
         "run `asyncbench local down` first"
@@ -203,7 +204,7 @@ class LocalStage:
             except FileExistsError:
                 state = read_stage_state(self.settings)  # removes a dead stage's file
                 if state is not None:
-                    raise _already_running(state) from None
+                    raise already_running_error(state) from None
                 if self.settings.pid_path.exists():  # being written right now by another stage
                     raise LocalStageError(
                         f"another local stage is starting (state file {self.settings.pid_path}); "

@@ -1,0 +1,137 @@
+"""`asyncbench local up --detach | status | down` as a user runs them, in a temporary state dir:
+up serves and writes the endpoints file, a second up is refused while the first keeps running,
+down leaves no process behind, and the unhappy paths are one clear line each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from asyncbench.paths import PROJECT_ROOT
+from stack.endpoints import read_endpoints
+from stack.local.stage import pid_alive
+
+pytestmark = pytest.mark.local_stage
+
+
+def asyncbench(
+    state_dir: Path, *args: str, path: str | None = None, full_cli: bool = False
+) -> subprocess.CompletedProcess:
+    """``asyncbench local ARGS``; through ``python -m stack.local.cli`` unless ``full_cli``
+    (the same handlers without importing every other package, so the test stays fast)."""
+    env = {**os.environ, "ASYNCBENCH_STATE_DIR": str(state_dir)}
+    if path is not None:
+        env["PATH"] = path
+    entry = ["asyncbench", "local"] if full_cli else ["stack.local.cli"]
+    return subprocess.run(
+        [sys.executable, "-m", *entry, *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def wait_gone(pids: list[int], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(pid_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"still alive: {[p for p in pids if pid_alive(p)]}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_up_detach_status_refused_second_up_and_down(tmp_path: Path):
+    up = asyncbench(tmp_path, "up", "--detach")
+    assert up.returncode == 0, up.stderr
+    endpoints_path = Path(up.stdout.strip().splitlines()[-1])
+    assert endpoints_path == tmp_path / "endpoints-local.json"
+    endpoints = read_endpoints(endpoints_path)
+    assert endpoints.target == "local" and endpoints.region == "local"
+    assert endpoints.variants["direct"].base_url.endswith("/direct")
+    assert endpoints.variants["storage_first"].base_url.endswith("/storage-first")
+    assert endpoints.variants["storage_first"].failure_destination is not None
+    assert Path(endpoints.extra["metrics_log"]).exists()
+    assert "starting DynamoDB Local" in up.stdout  # progress while it starts
+
+    state = json.loads((tmp_path / "local-stage.json").read_text())
+    try:
+        status = asyncbench(tmp_path, "status")
+        assert status.returncode == 0 and "serving" in status.stdout
+        assert endpoints.variants["direct"].base_url in status.stdout
+
+        # It really serves: a storage-first request is accepted.
+        request = urllib.request.Request(
+            endpoints.variants["storage_first"].base_url + "/requests",
+            data=b'{"work_ms": 0}',
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+
+        second = asyncbench(tmp_path, "up", "--detach")
+        assert second.returncode == 2
+        assert second.stderr.strip() == (
+            f"asyncbench: error: the local stage is already running (pid {state['pid']}, "
+            f"endpoints {endpoints_path}); run `asyncbench local down` first"
+        )
+        assert asyncbench(tmp_path, "status").returncode == 0  # the first keeps running
+    finally:
+        down = asyncbench(tmp_path, "down")
+    assert down.returncode == 0 and "local stage stopped" in down.stdout
+    state_after = [state["pid"], state["dynamodb_pid"]]
+    wait_gone(state_after)
+    assert not endpoints_path.exists() and not (tmp_path / "local-stage.json").exists()
+    workers = subprocess.run(
+        ["pgrep", "-f", "stack.local.lambda_worker"], capture_output=True, text=True
+    )
+    for pid in map(int, workers.stdout.split()):
+        environment = Path(f"/proc/{pid}/environ")
+        if environment.exists() and str(state["pid"]).encode() in environment.read_bytes():
+            pytest.fail(f"environment process {pid} outlived the stage")
+
+    stopped = asyncbench(tmp_path, "status")
+    assert stopped.returncode == 3 and stopped.stdout.strip() == "the local stage is not running"
+
+
+def test_down_with_nothing_running_is_one_line_and_succeeds(tmp_path: Path):
+    down = asyncbench(tmp_path, "down", full_cli=True)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "the local stage is not running; nothing to stop"
+
+
+def test_up_without_java_is_one_line_and_leaves_nothing(tmp_path: Path):
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    up = asyncbench(tmp_path / "state", "up", path=str(empty))
+    assert up.returncode == 2
+    (line,) = up.stderr.strip().splitlines()[-1:]
+    assert line.startswith("asyncbench: error: Java is not installed")
+    assert "openjdk-17-jre-headless" in line
+    assert not (tmp_path / "state" / "local-stage.json").exists()
+
+
+def test_stale_state_file_of_a_dead_stage_is_ignored(tmp_path: Path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (tmp_path / "local-stage.json").write_text(
+        json.dumps(
+            {
+                "pid": int(dead.stdout),
+                "status": "serving",
+                "started_at_ms": 0,
+                "endpoints_path": str(tmp_path / "endpoints-local.json"),
+            }
+        )
+    )
+    status = asyncbench(tmp_path, "status")
+    assert status.returncode == 3
+    assert not (tmp_path / "local-stage.json").exists()
