@@ -217,6 +217,7 @@ def _follow(
         if child.poll() is None:
             child.kill()
             child.wait()
+        child.stdout.close()
     if result is None:
         reason = failure or f"exited with code {child.returncode}"
         raise RunError(f"the load generator failed ({reason}); see {log_path}")
