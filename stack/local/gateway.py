@@ -258,6 +258,10 @@ class Gateway:
         failure: Template,
     ) -> GatewayResponse:
         """An AWS service integration: request template, call, integration response."""
+        if not _is_json(request_input.headers):
+            # The stack maps only application/json with passthrough behaviour NEVER, so
+            # API Gateway refuses any other body type (a request without one counts as JSON).
+            return _message(415, "Unsupported Media Type", "UnsupportedMediaTypeException")
         stage_variables = self._stage_variables(stage)
         payload = request_template.render_api_gateway(
             input=request_input, context=context, stage_variables=stage_variables
@@ -409,6 +413,14 @@ def _request_time(epoch_ms: int) -> str:
     return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:" + time.strftime(
         "%H:%M:%S +0000", t
     )
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            media_type = value.split(";")[0].strip().lower()
+            return media_type in ("", "application/json")
+    return True
 
 
 def _header(headers: list[tuple[str, str]], name: str) -> str:

@@ -177,6 +177,22 @@ def test_body_over_the_api_gateway_limit_is_413_before_it_is_read(gateway: Gatew
     connection.close()
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+def test_json_content_types_are_accepted(gateway: Gateway, content_type: str) -> None:
+    assert post(gateway, b"{}", **{"Content-Type": content_type})[0] == 202
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_other_content_types_are_415_like_passthrough_never(
+    gateway: Gateway, dynamodb: Any, content_type: str
+) -> None:
+    before = dynamodb.scan(TableName=gateway_table(gateway), Select="COUNT")["Count"]
+    status, answer = post(gateway, b"{}", **{"Content-Type": content_type})
+    assert status == 415
+    assert answer == {"message": "Unsupported Media Type"}
+    assert dynamodb.scan(TableName=gateway_table(gateway), Select="COUNT")["Count"] == before
+
+
 def test_unknown_request_is_404_with_its_id(gateway: Gateway) -> None:
     status, _, data = call(gateway, "GET", "/storage-first/requests/no-such-id")
     assert status == 404
