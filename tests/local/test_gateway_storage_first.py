@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ import pytest
 from stack.config import StackConfig
 from stack.local.dynamodb_local import DynamoDBLocal, client_kwargs
 from stack.local.gateway import Gateway
+from stack.local.metrics import MetricsLog
 from stack.local.tables import create_tables
 
 pytestmark = pytest.mark.local_stage
@@ -257,3 +259,28 @@ def test_the_local_stage_serves_the_contract_at_its_endpoints(local_stage: Any) 
     assert response.status == 200
     assert answer["requestId"] == accepted["requestId"]
     assert answer["request"] == '{"work_ms": 0}'
+
+
+def test_every_request_is_recorded_in_the_metrics_log(
+    endpoint_url: str, tables: dict[str, str], tmp_path: Path
+) -> None:
+    log_path = tmp_path / "metrics.jsonl"
+    metrics = MetricsLog(log_path)
+    with Gateway(
+        dynamodb_endpoint=endpoint_url,
+        tables=tables,
+        direct_function=_NoFunction(),  # type: ignore[arg-type]
+        metrics=metrics,
+    ) as gateway:
+        assert post(gateway, b"{}")[0] == 202
+        assert call(gateway, "GET", "/nowhere")[0] == 403
+    metrics.close()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(line["variant"], line["status"]) for line in lines] == [
+        ("storage_first", 202),
+        ("unknown", 403),
+    ]
+    assert all(line["metric"] == "Latency" and line["unit"] == "Milliseconds" for line in lines)
+    assert lines[0]["function"] == "apigateway"
+    assert 0 < lines[0]["integration_latency_ms"] <= lines[0]["value"]
+    assert lines[1]["integration_latency_ms"] is None
