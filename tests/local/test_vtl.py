@@ -180,6 +180,9 @@ def test_syntax_errors_name_the_line() -> None:
         Template("ok\n#if($x")
     with pytest.raises(TemplateSyntaxError):
         Template("#foreach($x in [1])no end")
+    with pytest.raises(TemplateSyntaxError, match="#include is not available"):
+        Template("#include('other.vtl')")
+    assert render("#notadirective #1 C#") == "#notadirective #1 C#"
 
 
 def test_put_request_template_cannot_be_escaped_from() -> None:

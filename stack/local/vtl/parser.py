@@ -137,6 +137,7 @@ _WORD_OPERATORS = {"and": "&&", "or": "||", "eq": "==", "ne": "!=", "lt": "<", "
 _WORD_OPERATORS |= {"le": "<=", "ge": ">="}
 _SYMBOL_OPERATORS = ("==", "!=", "<=", ">=", "&&", "||", "<", ">", "+", "-", "*", "/", "%")
 _KNOWN_DIRECTIVES = {"set", "if", "elseif", "else", "end", "foreach", "break", "stop"}
+_UNSUPPORTED_DIRECTIVES = {"macro", "parse", "include", "define", "evaluate"}
 
 
 def parse(source: str) -> tuple[Any, ...]:
@@ -208,7 +209,7 @@ class _Parser:
         match = _DIRECTIVE.match(s, i)
         if (
             not match
-            or match.group(2) not in _KNOWN_DIRECTIVES
+            or match.group(2) not in _KNOWN_DIRECTIVES | _UNSUPPORTED_DIRECTIVES
             or (bool(match.group(1)) != bool(match.group(3)))
         ):
             nodes.append(Text("#"))
@@ -216,6 +217,8 @@ class _Parser:
             return None
         name = match.group(2)
         self.i = match.end()
+        if name in _UNSUPPORTED_DIRECTIVES:
+            raise self.error(f"#{name} is not available in API Gateway mapping templates")
         if name in ("else", "end"):
             self._eat_newline()
             return name
