@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,22 @@ def test_stale_state_file_of_a_dead_stage_is_ignored(tmp_path: Path):
     status = asyncbench(tmp_path, "status")
     assert status.returncode == 3
     assert not (tmp_path / "local-stage.json").exists()
+
+
+def test_session_stage_serves_both_variants_and_records_metrics(local_stage: Any):
+    endpoints = read_endpoints(local_stage.endpoints_path)
+    assert endpoints == local_stage.endpoints
+    assert endpoints.extra["metrics_log"] == str(local_stage.metrics_log)
+    assert endpoints.variants["direct"].base_url == f"{local_stage.gateway_url}/direct"
+    assert set(local_stage.functions) == {"direct", "storage_first"}
+
+    direct = urllib.request.Request(
+        endpoints.variants["direct"].base_url + "/requests", data=b'{"work_ms": 0}', method="POST"
+    )
+    with urllib.request.urlopen(direct, timeout=30) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["status"] == "SUCCEEDED"
+
+    metrics = [json.loads(line) for line in local_stage.metrics_log.read_text().splitlines()]
+    direct_metrics = {m["metric"] for m in metrics if m["variant"] == "direct"}
+    assert {"Invocations", "Duration", "ConcurrentExecutions"} <= direct_metrics
