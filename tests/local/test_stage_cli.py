@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from asyncbench.paths import PROJECT_ROOT
@@ -155,3 +157,24 @@ def test_session_stage_serves_both_variants_and_records_metrics(local_stage: Any
     metrics = [json.loads(line) for line in local_stage.metrics_log.read_text().splitlines()]
     direct_metrics = {m["metric"] for m in metrics if m["variant"] == "direct"}
     assert {"Invocations", "Duration", "ConcurrentExecutions"} <= direct_metrics
+
+
+@pytest.mark.slow
+def test_a_sigkilled_stage_leaves_no_orphan(tmp_path: Path):
+    up = asyncbench(tmp_path, "up", "--detach")
+    assert up.returncode == 0, up.stderr
+    endpoints = read_endpoints(Path(up.stdout.strip().splitlines()[-1]))
+    request = urllib.request.Request(
+        endpoints.variants["direct"].base_url + "/requests", data=b"{}", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # starts an environment
+        assert response.status == 200
+    stage_pid = json.loads((tmp_path / "local-stage.json").read_text())["pid"]
+    children = [child.pid for child in psutil.Process(stage_pid).children(recursive=True)]
+    assert len(children) >= 2  # DynamoDB Local and at least one Lambda environment
+
+    os.kill(stage_pid, signal.SIGKILL)
+    wait_gone([stage_pid, *children])
+    status = asyncbench(tmp_path, "status")
+    assert status.returncode == 3  # the dead stage's state file is recognised and removed
+    assert not (tmp_path / "local-stage.json").exists()
