@@ -13,7 +13,7 @@ from pathlib import Path
 from asyncbench.errors import ConfigError
 from asyncbench.paths import state_dir
 
-__all__ = ["LocalStageSettings"]
+__all__ = ["LocalStageConfig", "LocalStageSettings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,3 +78,7 @@ class LocalStageSettings:
     @property
     def log_dir(self) -> Path:
         return self.stage_dir / "logs"
+
+
+LocalStageConfig = LocalStageSettings
+"""The name the design notes use for the same settings."""
