@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from asyncbench.errors import ConfigError, RunFolderError
 from reports import schema
@@ -66,7 +67,7 @@ def load_run(path: Path | str) -> Run:
     client = schema.read_table(run_dir, schema.CLIENT)
     if client.empty:
         raise RunFolderError(f"{run_dir} has no client records; the run recorded nothing")
-    return Run(
+    run = Run(
         path=run_dir,
         manifest=manifest,
         client=client,
@@ -75,6 +76,9 @@ def load_run(path: Path | str) -> Run:
         metrics=schema.read_table(run_dir, schema.METRICS),
         trials=schema.read_table(run_dir, schema.TRIALS),
     )
+    # Parquet decoding leaves freed buffers in Arrow's pool; hand them back before analysis.
+    pa.default_memory_pool().release_unused()
+    return run
 
 
 def load_prices(path: Path | str | None = None) -> dict[str, Any]:
