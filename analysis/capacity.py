@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis.lag import TERMINAL
 from analysis.latency import SUCCESS_OUTCOMES, headline_rows
+from analysis.metrics import metric_mean
 
 __all__ = ["concurrency_at_knee", "knee", "stage_table"]
 
@@ -109,11 +110,6 @@ def knee(stages: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _metric_mean(metrics: pd.DataFrame, variant: str, name: str) -> float:
-    values = metrics.loc[(metrics["variant"] == variant) & (metrics["metric"] == name), "value"]
-    return float(values.mean()) if len(values) else math.nan
-
-
 def concurrency_at_knee(
     knees: pd.DataFrame, metrics: pd.DataFrame, server: pd.DataFrame
 ) -> pd.DataFrame:
@@ -123,13 +119,13 @@ def concurrency_at_knee(
     rows = []
     for knee_row in knees.itertuples(index=False):
         variant = knee_row.variant
-        duration_ms = _metric_mean(metrics, variant, "Duration")
+        duration_ms = metric_mean(metrics, variant, "Duration")
         source = "Duration metric"
         if math.isnan(duration_ms):
             items = server.loc[server["variant"] == variant]
             duration_ms = float((items["processed_at_ms"] - items["started_at_ms"]).mean())
             source = "items' started->processed"
-        batch = _metric_mean(metrics, variant, "BatchSize") if variant == "storage_first" else 1.0
+        batch = metric_mean(metrics, variant, "BatchSize") if variant == "storage_first" else 1.0
         batch = 1.0 if math.isnan(batch) or batch <= 0 else batch
         invocations = knee_row.knee_rate_per_s / batch
         rows.append(

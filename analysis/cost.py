@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.metrics import lambda_usage, metric_total
+
 __all__ = ["ITEM_OVERHEAD_BYTES", "assumptions", "cost_per_million", "usage"]
 
 # Attributes other than the request body (ids, status, timestamps, error, ttl), bytes.
@@ -24,11 +26,6 @@ USAGE_COLUMNS = [
     "variant", "requests", "api_requests", "lambda_invocations", "lambda_billed_ms",
     "lambda_gb_seconds", "write_units", "read_units", "source",
 ]  # fmt: skip
-
-
-def _metric(metrics: pd.DataFrame, variant: str, names: tuple[str, ...]) -> pd.Series:
-    wanted = metrics["metric"].str.lower().isin([name.lower() for name in names])
-    return metrics.loc[(metrics["variant"] == variant) & wanted, "value"]
 
 
 def usage(
@@ -45,22 +42,23 @@ def usage(
         units_per_write = float(np.ceil(item_bytes / 1024).mean()) if len(items) else 1.0
         units_per_read = float(np.ceil(item_bytes / 4096).mean()) if len(items) else 1.0
         attempts = float(items["attempts"].fillna(1).clip(lower=1).sum())
-        invocations = _metric(metrics, variant, ("Invocations",))
-        durations = _metric(metrics, variant, ("Duration",))
-        inits = _metric(metrics, variant, ("InitDuration",))
-        writes = _metric(metrics, variant, ("PutItem", "UpdateItem", "DeleteItem"))
-        reads = _metric(metrics, variant, ("GetItem", "Query"))
-        measured = len(invocations) > 0 and len(durations) > 0
-        if measured:
-            lambda_invocations = float(invocations.sum())
-            billed_ms = float(np.ceil(durations).sum() + np.ceil(inits).sum())
+        measured = lambda_usage(metrics, variant)
+        if measured is not None:
+            lambda_invocations, billed_ms = measured.invocations, measured.billed_ms
         else:
             lambda_invocations = attempts
             work = (items["processed_at_ms"] - items["started_at_ms"]).dropna()
             billed_ms = float(np.ceil(work).sum())
-        # storage_first: API Gateway's PutItem per stored item, then the processor's writes.
-        api_puts = float(len(items)) if variant == "storage_first" else 0.0
-        processor_writes = float(writes.sum()) if len(writes) else attempts
+        consumed = metric_total(metrics, variant, "ConsumedWriteCapacityUnits")
+        if consumed is not None:
+            write_units = consumed  # CloudWatch counts every write, the API's PutItem included
+        else:
+            # storage_first: API Gateway's PutItem per stored item, then the processor's writes.
+            api_puts = float(len(items)) if variant == "storage_first" else 0.0
+            processor_writes = metric_total(metrics, variant, "PutItem", "UpdateItem")
+            writes = api_puts + (processor_writes if processor_writes is not None else attempts)
+            write_units = writes * units_per_write
+        reads = metric_total(metrics, variant, "GetItem", "Query") or 0.0
         rows.append(
             {
                 "variant": variant,
@@ -69,9 +67,11 @@ def usage(
                 "lambda_invocations": lambda_invocations,
                 "lambda_billed_ms": billed_ms,
                 "lambda_gb_seconds": billed_ms / 1000 * memory_gb,
-                "write_units": (api_puts + processor_writes) * units_per_write,
-                "read_units": float(reads.sum()) * units_per_read,
-                "source": "metrics" if measured else "estimated from items",
+                "write_units": write_units,
+                "read_units": reads * units_per_read,
+                "source": "estimated from items"
+                if measured is None
+                else ("metrics" if measured.exact else "metric averages"),
             }
         )
     return pd.DataFrame(rows, columns=USAGE_COLUMNS)
@@ -147,7 +147,13 @@ def assumptions(prices: dict[str, Any], usage_table: pd.DataFrame, target: str) 
         "polling is not billed separately.",
         *[str(note) for note in prices.get("notes", [])],
     ]
-    estimated = usage_table.loc[usage_table["source"] != "metrics", "variant"].tolist()
+    averaged = usage_table.loc[usage_table["source"] == "metric averages", "variant"].tolist()
+    if averaged:
+        lines.append(
+            f"{', '.join(averaged)}: billed duration from CloudWatch per-period averages "
+            "(+0.5 ms per invocation for the rounding up), not per invocation."
+        )
+    estimated = usage_table.loc[usage_table["source"] == "estimated from items", "variant"].tolist()
     if estimated:
         lines.append(
             f"No Lambda metrics for {', '.join(estimated)}: invocations = processing attempts "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -8,6 +9,7 @@ import pytest
 from analysis import capacity, cost
 from analysis.analyze import RunAnalysis
 from analysis.load import load_prices
+from analysis.metrics import lambda_usage, metric_mean, metric_total
 from analysis.synthetic import SyntheticSpec, build_run
 
 
@@ -77,6 +79,8 @@ def test_littles_law_concurrency() -> None:
             "variant": ["direct", "direct", "storage_first", "storage_first"],
             "metric": ["Duration", "Duration", "Duration", "BatchSize"],
             "value": [40.0, 60.0, 500.0, 10.0],
+            "source": "local",
+            "dimensions": None,
         }
     )
     table = capacity.concurrency_at_knee(knees, metrics, pd.DataFrame(columns=["variant"]))
@@ -123,3 +127,30 @@ def test_capacity_section_only_for_staircases(analyses: dict[str, RunAnalysis]) 
     assert not analyses["baseline"].is_capacity
     knees = analyses["capacity"].knees.set_index("variant")
     assert knees.loc["storage_first", "knee_rate_per_s"] == 80.0
+
+
+def test_cloudwatch_metrics_use_the_right_statistics() -> None:
+    def row(metric: str, stat: str, value: float) -> dict[str, object]:
+        dimensions = json.dumps({"stat": stat, "namespace": "AWS/Lambda"}, sort_keys=True)
+        return {
+            "variant": "direct", "source": "cloudwatch", "metric": metric, "value": value,
+            "dimensions": dimensions,
+        }  # fmt: skip
+
+    metrics = pd.DataFrame(
+        [
+            row("Invocations", "Sum", 600.0),
+            row("Invocations", "Sum", 400.0),
+            row("Duration", "Average", 20.0),
+            row("Duration", "p99", 900.0),
+            row("Duration", "Maximum", 1500.0),
+            row("ConsumedWriteCapacityUnits", "Sum", 1000.0),
+        ]
+    )
+    usage = lambda_usage(metrics, "direct")
+    assert usage is not None and not usage.exact
+    assert usage.invocations == 1000.0
+    assert usage.billed_ms == pytest.approx(1000 * 20.5)
+    assert metric_mean(metrics, "direct", "Duration") == 20.0
+    assert metric_total(metrics, "direct", "ConsumedWriteCapacityUnits") == 1000.0
+    assert metric_total(metrics, "storage_first", "Invocations") is None
