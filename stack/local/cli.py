@@ -64,7 +64,7 @@ def _up(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     stage = LocalStage(config, settings, progress=_progress)
     try:
-        stage.start()
+        stage.start()  # on failure it stops what it started, and the error is one line
         starting = False
         _progress(
             f"local stage serving at {stage.gateway_url} "
@@ -73,8 +73,8 @@ def _up(args: argparse.Namespace) -> int:
         _progress(str(stage.endpoints_path))
         while not stop_requested.wait(0.5):
             pass
-    finally:
         print("stopping the local stage...", file=sys.stderr, flush=True)
+    finally:
         stage.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

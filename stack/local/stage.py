@@ -22,7 +22,13 @@ from typing import Any
 from asyncbench.errors import LocalStageError
 from stack.config import StackConfig
 from stack.endpoints import Endpoints, VariantEndpoint, write_endpoints
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
+from stack.local.dynamodb_local import (
+    LOCAL_CREDENTIALS,
+    LOCAL_REGION,
+    DynamoDBLocal,
+    find_jar,
+    find_java,
+)
 from stack.local.lambda_runtime import LocalFunction
 from stack.local.metrics import MetricsLog
 from stack.local.settings import LocalStageSettings
@@ -238,6 +244,7 @@ class LocalStage:
             self.dynamodb_endpoint = settings.dynamodb_endpoint.rstrip("/")
             self._progress(f"using DynamoDB Local at {self.dynamodb_endpoint}")
         else:
+            find_java(), find_jar()  # a missing dependency is reported before any progress
             self._progress("starting DynamoDB Local (takes a few seconds)...")
             self.dynamodb = DynamoDBLocal(
                 port=settings.dynamodb_port,

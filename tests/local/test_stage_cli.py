@@ -75,6 +75,7 @@ def test_up_detach_status_refused_second_up_and_down(tmp_path: Path):
             endpoints.variants["storage_first"].base_url + "/requests",
             data=b'{"work_ms": 0}',
             method="POST",
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
@@ -148,7 +149,10 @@ def test_session_stage_serves_both_variants_and_records_metrics(local_stage: Any
     assert set(local_stage.functions) == {"direct", "storage_first"}
 
     direct = urllib.request.Request(
-        endpoints.variants["direct"].base_url + "/requests", data=b'{"work_ms": 0}', method="POST"
+        endpoints.variants["direct"].base_url + "/requests",
+        data=b'{"work_ms": 0}',
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(direct, timeout=30) as response:
         assert response.status == 200
@@ -165,7 +169,10 @@ def test_a_sigkilled_stage_leaves_no_orphan(tmp_path: Path):
     assert up.returncode == 0, up.stderr
     endpoints = read_endpoints(Path(up.stdout.strip().splitlines()[-1]))
     request = urllib.request.Request(
-        endpoints.variants["direct"].base_url + "/requests", data=b"{}", method="POST"
+        endpoints.variants["direct"].base_url + "/requests",
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:  # starts an environment
         assert response.status == 200
