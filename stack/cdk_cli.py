@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -74,10 +75,12 @@ def run_cdk(
     command = [
         *cdk_command(),
         *arguments,
+        # The CLI runs the app through a shell: quote the interpreter's path.
         "--app",
-        f"{sys.executable} -m stack.app",
+        f"{shlex.quote(sys.executable)} -m stack.app",
+        # Absolute: the CLI runs in the project folder, the user's --out is relative to theirs.
         "--output",
-        str(outdir),
+        str(outdir.resolve()),
         *COMMON_FLAGS,
     ]
     if profile:

@@ -148,6 +148,7 @@ def test_run_cdk_pins_the_cli_and_switches_telemetry_off(
     assert {"--no-notices", "--no-version-reporting"} <= set(command)
     assert command[command.index("--profile") + 1] == "bench"
     assert command[command.index("--app") + 1].endswith(" -m stack.app")
+    assert command[command.index("--output") + 1] == str((tmp_path / "out").resolve())
     env = seen["env"]
     assert env["CDK_DISABLE_CLI_TELEMETRY"] == "true"
     assert env["CDK_DISABLE_VERSION_CHECK"] == "1"
