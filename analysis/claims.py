@@ -88,7 +88,7 @@ def _loss_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
     for analysis in failing:
         storage_first = _accounting(analysis, "storage_first")
         direct = _accounting(analysis, "direct")
-        if storage_first is None:
+        if storage_first is None or math.isnan(float(storage_first["lost"])):
             continue
         lost_total += int(storage_first["lost"])
         part = (
@@ -100,7 +100,10 @@ def _loss_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
         parts.append(part)
     if not parts:
         return Verdict(
-            "no_data_lost", statement, "not measured in this run", "storage_first was not driven"
+            "no_data_lost",
+            statement,
+            "not measured in this run",
+            "storage_first was not driven or none of its items were collected",
         )
     verdict = "supported" if lost_total == 0 else "not supported"
     return Verdict("no_data_lost", statement, verdict, "; ".join(parts))
@@ -112,20 +115,21 @@ def _recovery_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
     rows = [
         (a, a.recovery.loc[a.recovery["variant"] == "storage_first"])
         for a in outages
-        if (a.recovery["variant"] == "storage_first").any()
+        if (a.recovery["variant"] == "storage_first").any() and not a.lags.empty
     ]
     if not rows:
         return Verdict(
             "recovery",
             statement,
             "not measured in this run",
-            "no outage scenario drove storage_first",
+            "no outage scenario drove storage_first with processed items to measure",
         )
     parts, recovered_all, lost_total = [], True, 0
     for analysis, recovery in rows:
         recovered_all &= bool(recovery["recovered"].all())
         accounting = _accounting(analysis, "storage_first")
-        lost = int(accounting["lost"]) if accounting is not None else 0
+        lost_value = float(accounting["lost"]) if accounting is not None else math.nan
+        lost = 0 if math.isnan(lost_value) else int(lost_value)
         lost_total += lost
         worst = recovery["recovery_s"].max()
         recovered_text = "never within the data" if math.isnan(worst) else f"{worst:.0f} s"
@@ -134,8 +138,10 @@ def _recovery_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
             f"{analysis.run.scenario_name}: storage_first recovered in {recovered_text} (worst "
             f"trial), backlog peak {recovery['backlog_peak'].max():.0f}, lost {lost}"
         )
-        if len(direct):
+        if len(direct) and not direct.isna().any():
             part += f"; direct errors stopped {direct.max():.0f} s after the outage"
+        elif len(direct):
+            part += "; direct errors did not stop within the data"
         parts.append(part)
     verdict = "supported" if recovered_all and lost_total == 0 else "not supported"
     return Verdict("recovery", statement, verdict, "; ".join(parts))

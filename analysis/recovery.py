@@ -58,7 +58,8 @@ class RecoveryTolerance:
 
 def accounting(client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame) -> pd.DataFrame:
     """Per variant: sent, accepted, client_errors, succeeded, failed, parked, pending,
-    duplicates, lost (all rows, warm-up included: every request must be accounted for)."""
+    duplicates, lost (all rows, warm-up included: every request must be accounted for) and
+    items_collected; lost is NaN when no item of the variant was collected at all."""
     rows = []
     for variant, sent in client.groupby("variant", observed=True):
         items = server.loc[server["variant"] == variant].drop_duplicates("request_id")
@@ -86,7 +87,9 @@ def accounting(client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame)
                 else int((parked["variant"] == variant).sum()),
                 "pending": int((items["status"] == "PENDING").sum()),
                 "duplicates": int(items["duplicates"].fillna(0).sum()),
-                "lost": int(lost.sum()),
+                # Without any collected item, loss cannot be told from a failed collection.
+                "lost": int(lost.sum()) if len(items) else math.nan,
+                "items_collected": len(items),
             }
         )
     return pd.DataFrame(rows)

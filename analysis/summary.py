@@ -40,7 +40,8 @@ def variant_summary(analysis: RunAnalysis, variant: str) -> dict[str, Any]:
     block: dict[str, Any] = {}
     accounting = analysis.accounting.loc[analysis.accounting["variant"] == variant]
     for key in COUNT_KEYS:
-        block[key] = int(accounting.iloc[0][key]) if len(accounting) else 0
+        value = float(accounting.iloc[0][key]) if len(accounting) else math.nan
+        block[key] = None if math.isnan(value) else int(value)  # None: could not be measured
     latency = analysis.latency.loc[
         (analysis.latency["variant"] == variant) & (analysis.latency["measure"] == "latency_ms")
     ]

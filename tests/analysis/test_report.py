@@ -149,3 +149,49 @@ def test_user_price_file_overrides_and_bad_one_is_refused(
     price_file.write_text("{}")
     assert main(args) == 2
     assert "lacks" in capsys.readouterr().err
+
+
+def test_minimal_run_folder_without_server_items(tmp_path: Path) -> None:
+    """Only the required client columns and no collected items: the report still renders and
+    says loss and recovery were not measured instead of calling every request lost."""
+    import pandas as pd
+
+    run_dir = tmp_path / "minimal"
+    schema.write_manifest(
+        run_dir,
+        {"run_id": "m", "scenario": {"name": "outage"}, "target": "local", "partial": True},
+    )
+    count = 40
+    client = pd.DataFrame(
+        {
+            "run_id": "m",
+            "trial": [1] * 20 + [2] * 20,
+            "variant": ["direct"] * 20 + ["storage_first"] * 20,
+            "scenario": "outage",
+            "worker": "w",
+            "intended_at_ms": [i * 100.0 for i in range(count)],
+            "sent_at_ms": [i * 100.0 for i in range(count)],
+            "latency_ms": 10.0,
+            "latency_from_intended_ms": 10.0,
+            "status_code": 200,
+            "outcome": ["succeeded"] * 18 + ["connection_error"] * 2 + ["accepted"] * 20,
+            "request_id": [f"r{i}" for i in range(18)]
+            + [None, None]
+            + [f"s{i}" for i in range(20)],
+        }
+    )
+    schema.write_table(run_dir, schema.CLIENT, client, part="c1")
+    trials = pd.DataFrame(
+        {
+            "run_id": "m", "trial": [1, 2], "repetition": 1, "variant": ["direct", "storage_first"],
+            "scenario": "outage", "started_at_ms": [0.0, 2000.0],
+            "outage_start_ms": [200.0, 2200.0], "outage_end_ms": [400.0, 2400.0],
+        }
+    )  # fmt: skip
+    schema.write_table(run_dir, schema.TRIALS, trials)
+    assert main(["report", str(run_dir)]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["scenarios"]["outage"]["storage_first"]["lost"] is None
+    assert summary["verdicts"]["no_data_lost"]["verdict"] == "not measured in this run"
+    assert summary["verdicts"]["recovery"]["verdict"] == "not measured in this run"
+    assert "PARTIAL RUN" in (run_dir / "index.html").read_text()
