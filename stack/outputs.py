@@ -41,6 +41,7 @@ OUTPUT_KEYS = {
     "region": "Region",
     "function_name": "FunctionName",
     "api_id": "ApiId",
+    "api_name": "ApiName",
     "stage": "StageName",
     "failure_queue_url": "FailureQueueUrl",
     "failure_queue_arn": "FailureQueueArn",
@@ -118,6 +119,7 @@ def endpoints_from_outputs(
             "stack_name": stack_name,
             "function_name": get("function_name"),
             "api_id": get("api_id"),
+            "api_name": get("api_name"),
             "stage": get("stage"),
         }
         if variant == "storage_first":

@@ -61,6 +61,7 @@ class _VariantStack(Stack):
         self.ingest = IngestApi(
             self,
             "Ingest",
+            api_name=f"{config.name_prefix}-{stage}",
             stage_name=stage,
             table=self.table,
             log_retention_days=config.log_retention_days,
@@ -72,7 +73,8 @@ class _VariantStack(Stack):
         _output(self, "table", self.table.table_name, "Requests table")
         _output(self, "region", Aws.REGION, "Region the stack is deployed in")
         _output(self, "function_name", self.function.function_name, "Processor function")
-        _output(self, "api_id", self.api.rest_api_id, "REST API id (CloudWatch ApiName metrics)")
+        _output(self, "api_id", self.api.rest_api_id, "REST API id")
+        _output(self, "api_name", self.api.rest_api_name, "REST API name (CloudWatch ApiName)")
         _output(self, "stage", stage, "API stage name")
 
 

@@ -77,6 +77,7 @@ class IngestApi(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        api_name: str,
         stage_name: str,
         table: dynamodb.ITable,
         log_retention_days: int,
@@ -93,6 +94,8 @@ class IngestApi(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
+            # Named per variant: CloudWatch's API Gateway metrics are keyed by ApiName.
+            rest_api_name=api_name,
             description=description,
             # REGIONAL: an edge-optimised API would add a CloudFront hop to every measured
             # request, which is not part of either architecture.

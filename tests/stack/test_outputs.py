@@ -33,6 +33,7 @@ def variant_outputs(variant: str) -> dict[str, str]:
         "region": REGION,
         "function_name": f"{stage}-ProcessorFunction-XYZ",
         "api_id": f"abc{len(stage)}",
+        "api_name": f"asyncbench-{stage}",
         "stage": stage,
     }
     if variant == "storage_first":
@@ -87,6 +88,7 @@ def test_deployed_stacks_become_the_endpoints_file(cloudformation: Any) -> None:
     assert resources["storage_first"]["event_source_mapping_id"].startswith("8a3b5f0e")
     assert resources["direct"]["function_name"] == "direct-ProcessorFunction-XYZ"
     assert resources["direct"]["stack_name"] == NAMES["direct"]
+    assert resources["storage_first"]["api_name"] == "asyncbench-storage-first"
     # The file round-trips through the shared reader.
     assert type(endpoints).from_dict(endpoints.to_dict()) == endpoints
 

@@ -285,7 +285,8 @@ def test_stage_name_variables_and_logging(synthesized: Any, variant: str, stage:
         },
     )
     template.has_resource_properties(
-        "AWS::ApiGateway::RestApi", {"EndpointConfiguration": {"Types": ["REGIONAL"]}}
+        "AWS::ApiGateway::RestApi",
+        {"Name": f"abtest-{stage}", "EndpointConfiguration": {"Types": ["REGIONAL"]}},
     )
 
 
@@ -373,7 +374,7 @@ def test_direct_post_is_a_lambda_proxy_integration(direct: Template) -> None:
 def test_outputs_hold_what_the_endpoints_file_needs(synthesized: Any, variant: str) -> None:
     # (RestApi adds its own "...Endpoint..." output too; deploy reads only these keys.)
     outputs = set(synthesized.templates[variant]["Outputs"])
-    common = {"base_url", "table", "region", "function_name", "api_id", "stage"}
+    common = {"base_url", "table", "region", "function_name", "api_id", "api_name", "stage"}
     expected = common | (
         {"failure_queue_url", "failure_queue_arn", "event_source_mapping_id"}
         if variant == "storage_first"
