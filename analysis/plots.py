@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ class PlotData:
     markers: tuple[tuple[float, float, str], ...] = ()
     hlines: tuple[tuple[float, str], ...] = ()
     categories: tuple[str, ...] = field(default=())
+    legend_loc: Literal["upper right", "lower right", "upper left", "lower left"] = "upper right"
 
     @property
     def empty(self) -> bool:
@@ -80,6 +82,7 @@ def latency_cdf_plot(
         ylabel="fraction of requests",
         series=tuple(series),
         xlog=True,
+        legend_loc="lower right",
     )
 
 
@@ -132,6 +135,7 @@ def rate_time_plot(
         ylabel="requests per second (mean over trials)",
         series=_per_variant(throughput, {"offered_per_s": "offered", "achieved_per_s": "achieved"}),
         shaded=shaded,
+        legend_loc="lower right",
     )
 
 

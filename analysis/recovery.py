@@ -106,7 +106,7 @@ def outage_windows(trials: pd.DataFrame) -> pd.DataFrame:
 def errors_around_outage(client: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
     """Per variant: client-visible transient errors (TRANSIENT_ERRORS) before, during and after
     each trial's outage (by intended send time), summed over trials."""
-    columns = ["variant", "phase", "requests", "errors", "error_share"]
+    columns = ["variant", "phase", "requests", "transient_errors", "error_share"]
     if windows.empty:
         return pd.DataFrame(columns=columns)
     joined = client.merge(windows, on=["variant", "trial"], how="inner")
@@ -127,11 +127,16 @@ def errors_around_outage(client: pd.DataFrame, windows: pd.DataFrame) -> pd.Data
     )
     result = (
         frame.groupby(["variant", "phase"])["error"]
-        .agg(requests="size", errors="sum")
+        .agg(requests="size", transient_errors="sum")
         .reset_index()
     )
-    result["error_share"] = result["errors"] / result["requests"]
-    return result[columns]
+    result["error_share"] = result["transient_errors"] / result["requests"]
+    order = result["phase"].map({"before": 0, "during": 1, "after": 2})
+    return (
+        result.assign(_order=order)
+        .sort_values(["variant", "_order"])[columns]
+        .reset_index(drop=True)
+    )
 
 
 def _first_stable(times: np.ndarray, ok: np.ndarray) -> float:

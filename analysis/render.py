@@ -79,7 +79,7 @@ def render(ax: Axes, plot: PlotData) -> None:
     if handles:
         unique = dict(zip(labels, handles, strict=True))
         # A fixed corner: "best" placement scans every point of every line.
-        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper right", framealpha=0.8)
+        ax.legend(unique.values(), unique.keys(), fontsize=8, loc=plot.legend_loc, framealpha=0.8)
 
 
 def to_png(

@@ -289,7 +289,8 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 table{border-collapse:collapse;margin:.6em 0;font-size:.82em}
 th,td{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}.banner{background:#fff3cd;border:2px solid #d39e00;padding:.6em;
-font-weight:bold;margin:.6em 0}figure{margin:1em 0}img{max-width:100%}
+font-weight:bold;margin:.6em 0}img{max-width:100%}
+figure{display:inline-block;width:49%;margin:.5em 0;vertical-align:top}
 figcaption{font-size:.85em;color:#555}
 """
 

@@ -44,8 +44,8 @@ def test_accounting_counts_lost_and_parked(analyses: dict[str, RunAnalysis]) -> 
 def test_errors_around_outage(analyses: dict[str, RunAnalysis]) -> None:
     table = analyses["outage"].errors_around_outage.set_index(["variant", "phase"])
     assert table.loc[("direct", "during"), "error_share"] == 1.0
-    assert table.loc[("direct", "after"), "errors"] == 0
-    assert table.loc[("storage_first", "during"), "errors"] == 0
+    assert table.loc[("direct", "after"), "transient_errors"] == 0
+    assert table.loc[("storage_first", "during"), "transient_errors"] == 0
 
 
 def test_recovery_time_matches_queueing_arithmetic(analyses: dict[str, RunAnalysis]) -> None:
