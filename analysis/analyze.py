@@ -44,6 +44,7 @@ class RunAnalysis:
     variant_comparison: dict[str, pd.DataFrame]
     lags: pd.DataFrame
     lag_summary: pd.DataFrame
+    lag_by_start: pd.DataFrame
     lag_over_time: pd.DataFrame
     backlog: pd.DataFrame
     time_to_result: pd.DataFrame
@@ -126,6 +127,7 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         variant_comparison=comparison,
         lags=lags,
         lag_summary=lag.lag_summary(lags),
+        lag_by_start=lag.lag_by_start(lags),
         lag_over_time=lag.lag_over_time(lags, origins),
         backlog=backlog,
         time_to_result=lag.time_to_result_summary(client),

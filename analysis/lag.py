@@ -15,6 +15,7 @@ from analysis.stats import describe_groups
 __all__ = [
     "LAG_MEASURES",
     "backlog_over_time",
+    "lag_by_start",
     "lag_frame",
     "lag_over_time",
     "lag_summary",
@@ -40,6 +41,7 @@ def lag_frame(server: pd.DataFrame, variant: str = "storage_first") -> pd.DataFr
             "accepted_to_started_ms": items["started_at_ms"] - items["accepted_at_ms"],
             "started_to_processed_ms": items["processed_at_ms"] - items["started_at_ms"],
             "accepted_to_processed_ms": items["processed_at_ms"] - items["accepted_at_ms"],
+            "cold_start": items["cold_start"].astype("object"),
         }
     ).reset_index(drop=True)
 
@@ -52,6 +54,18 @@ def lag_summary(lags: pd.DataFrame) -> pd.DataFrame:
         summary.insert(1, "measure", measure)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)
+
+
+def lag_by_start(lags: pd.DataFrame) -> pd.DataFrame:
+    """accepted -> processed per variant split by the processing environment's start
+    ("cold", "warm", "unknown"): a storage-first cold start shows here, not in client latency."""
+    start = np.where(
+        lags["cold_start"].isna(),
+        "unknown",
+        np.where(lags["cold_start"].fillna(False).astype(bool), "cold", "warm"),
+    )
+    frame = lags.assign(start=start)
+    return describe_groups(frame, ["variant", "start"], "accepted_to_processed_ms")
 
 
 def trial_origins(server: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:

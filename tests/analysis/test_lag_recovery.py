@@ -93,3 +93,9 @@ def test_time_to_result_only_for_polling_clients() -> None:
     table = lag.time_to_result_summary(client)
     assert int(table["n"].iloc[0]) == 2
     assert table["mean"].iloc[0] == 200.0
+
+
+def test_lag_split_by_cold_start(analyses: dict[str, RunAnalysis]) -> None:
+    table = analyses["baseline"].lag_by_start.set_index("start")
+    assert table.loc["cold", "n"] == 4  # the first item of each storage_first trial
+    assert table.loc["warm", "n"] == 4 * 3000 - 4
