@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
+from stack.app import build_app
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.constructs.mapping_templates import read_template
 from stack.outputs import OUTPUT_KEYS
@@ -382,3 +384,17 @@ def test_outputs_hold_what_the_endpoints_file_needs(synthesized: Any, variant: s
     )
     assert {OUTPUT_KEYS[key] for key in expected} <= outputs
     assert not {OUTPUT_KEYS[key] for key in set(OUTPUT_KEYS) - expected} & outputs
+
+
+def test_defaults_unreserved_concurrency_and_arm64(tmp_path: Path) -> None:
+    # A second, warm synthesis in this process (jsii is already up): well under a second of CPU.
+    built = build_app(StackConfig(name_prefix="defaults", reserved_concurrency=None), tmp_path)
+    template = Template.from_stack(built.storage_first)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Architectures": ["arm64"], "ReservedConcurrentExecutions": Match.absent()},
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {"BisectBatchOnFunctionError": True, "MaximumRetryAttempts": StackConfig().retry_attempts},
+    )
