@@ -22,6 +22,7 @@ the parent, which then stops them in order.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -399,6 +400,16 @@ def _run_engine(job: Mapping[str, Any], emit: Emit) -> int:
     return 0
 
 
+def _settle_garbage_collector() -> None:
+    """Move the long-lived objects (users, clients, greenlets) out of the collector's sight.
+
+    The recorder keeps thousands of rows alive between flushes; without this every full
+    collection would also walk the whole user pool again and again.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     import gevent
 
@@ -431,6 +442,7 @@ def _drive_local(plan: TrialPlan, record: bool, emit: Emit) -> dict[str, Any]:
     )
     runner.start(user_count, spawn_rate=max(100.0, user_count * 20.0))
     _wait_until(lambda: runner.user_count >= user_count, 30.0, "the users to spawn")
+    _settle_garbage_collector()
     zero_ms = max(plan.started_at_ms, _now_ms() + START_LEAD_S * 1000.0)
     context.arm(zero_ms, index=0, count=1, seed=plan.seed)
     meter = _ProgressMeter(plan.scenario, zero_ms, emit)

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 
 from loadtests.scenario import Scenario
 
-__all__ = ["LATE_TOLERANCE_MS", "Pacer", "Schedule", "Slot", "users_needed"]
+__all__ = [
+    "LATE_TOLERANCE_MS",
+    "MAX_USERS_PER_PROCESS",
+    "Pacer",
+    "Schedule",
+    "Slot",
+    "users_needed",
+]
 
 LATE_TOLERANCE_MS = 10.0
 """A send later than this behind its slot counts as late (scheduler jitter stays below it)."""
@@ -135,10 +142,15 @@ class Pacer:
         self.stopped = True
 
 
+MAX_USERS_PER_PROCESS = 1000
+"""Beyond this a process spends its time scheduling idle greenlets rather than sending."""
+
+
 def users_needed(
     peak_rate_per_s: float, *, processes: int = 1, seconds_in_flight: float = 1.0
 ) -> int:
     """Users (greenlets) per process so the schedule is met while requests take up to
     ``seconds_in_flight`` each (Little's law, plus headroom for scheduling jitter)."""
     per_process = peak_rate_per_s / max(processes, 1)
-    return max(4, math.ceil(per_process * seconds_in_flight * 1.2) + 4)
+    wanted = math.ceil(per_process * seconds_in_flight * 1.2) + 4
+    return max(4, min(wanted, MAX_USERS_PER_PROCESS))
