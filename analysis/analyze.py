@@ -47,6 +47,9 @@ class RunAnalysis:
     lag_by_start: pd.DataFrame
     lag_over_time: pd.DataFrame
     backlog: pd.DataFrame
+    drain: pd.DataFrame
+    send_delay: pd.DataFrame
+    per_trial: pd.DataFrame
     time_to_result: pd.DataFrame
     accounting: pd.DataFrame
     outage_windows: pd.DataFrame
@@ -130,6 +133,9 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         lag_by_start=lag.lag_by_start(lags),
         lag_over_time=lag.lag_over_time(lags, origins),
         backlog=backlog,
+        drain=lag.drain_summary(backlog, server),
+        send_delay=latency.send_delay_summary(client),
+        per_trial=latency.per_trial_quantiles(client, quantiles=(0.5, 0.9, 0.99)),
         time_to_result=lag.time_to_result_summary(client),
         accounting=recovery.accounting(client, server, parked),
         outage_windows=windows,

@@ -15,6 +15,7 @@ from analysis.stats import describe_groups
 __all__ = [
     "LAG_MEASURES",
     "backlog_over_time",
+    "drain_summary",
     "lag_by_start",
     "lag_frame",
     "lag_over_time",
@@ -151,3 +152,25 @@ def time_to_result_summary(client: pd.DataFrame) -> pd.DataFrame:
     """Polling clients: send -> terminal status seen, per variant (empty if nobody polled)."""
     rows = client.loc[client["time_to_result_ms"].notna()]
     return describe_groups(rows, ["variant"], "time_to_result_ms")
+
+
+def drain_summary(backlog: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
+    """Per storage_first trial: backlog peak, when it peaked (s since trial start) and how long
+    after the last acceptance the last item became terminal (drain_after_load_s)."""
+    columns = ["variant", "trial", "backlog_peak", "peak_at_s", "drain_after_load_s"]
+    rows = []
+    for (variant, trial), group in backlog.groupby(["variant", "trial"]):
+        items = server.loc[(server["variant"] == variant) & (server["trial"] == trial)]
+        last_accepted = items["accepted_at_ms"].max()
+        last_done = items.loc[items["status"].isin(TERMINAL), "processed_at_ms"].max()
+        peak_index = group["backlog"].idxmax()
+        rows.append(
+            {
+                "variant": variant,
+                "trial": trial,
+                "backlog_peak": int(group["backlog"].max()),
+                "peak_at_s": float(group.loc[peak_index, "t_s"]),
+                "drain_after_load_s": max(0.0, float(last_done - last_accepted) / 1000),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)

@@ -20,6 +20,7 @@ __all__ = [
     "latency_summary",
     "outcome_rates",
     "per_trial_quantiles",
+    "send_delay_summary",
     "throughput_over_time",
     "warmup_rows",
 ]
@@ -154,3 +155,28 @@ def cold_warm_summary(client: pd.DataFrame, server: pd.DataFrame) -> pd.DataFram
         np.where(joined["cold_start"].fillna(False).astype(bool), "cold", "warm"),
     )
     return describe_groups(joined, ["variant", "start"], "latency_ms")
+
+
+def send_delay_summary(client: pd.DataFrame, late_after_ms: float = 10.0) -> pd.DataFrame:
+    """Per variant: how far actual sends trailed intended sends (the pacer's own lag): n, late
+    (more than ``late_after_ms`` behind), late_share, p50/p99/max delay in ms."""
+    columns = ["variant", "n", "late", "late_share", "p50_ms", "p99_ms", "max_ms"]
+    rows = headline_rows(client)
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    delay = (rows["sent_at_ms"] - rows["intended_at_ms"]).rename("delay")
+    grouped = pd.DataFrame({"variant": rows["variant"], "delay": delay}).groupby(
+        "variant", observed=True
+    )["delay"]
+    result = pd.concat(
+        {
+            "n": grouped.size(),
+            "late": grouped.agg(lambda values: int((values > late_after_ms).sum())),
+            "p50_ms": grouped.quantile(0.5),
+            "p99_ms": grouped.quantile(0.99),
+            "max_ms": grouped.max(),
+        },
+        axis=1,
+    ).reset_index()
+    result["late_share"] = result["late"] / result["n"]
+    return result[columns]

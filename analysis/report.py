@@ -132,6 +132,10 @@ def _scenario_blocks(
         _figure(plots.latency_cdf_plot(run.client, "latency_from_intended_ms"), prefix),
         _figure(plots.latency_time_plot(analysis.latency_over_time, shaded), prefix),
         _figure(plots.rate_time_plot(analysis.throughput, shaded), prefix),
+        Block("h3", "Per trial (latency_ms quantiles: q0500 = p50, q0990 = p99)"),
+        Block("table", table=analysis.per_trial),
+        Block("h3", "Pacing: how late requests left versus their intended send time"),
+        Block("table", table=analysis.send_delay),
         Block("h3", "Outcomes (warm-up excluded)"),
         Block("table", table=analysis.outcomes),
         Block("h3", "Cold vs warm starts (latency ms; start from the stored item)"),
@@ -153,6 +157,7 @@ def _scenario_blocks(
             Block("table", table=interval_table(analysis.lag_by_start, ["variant", "start"])),
             _figure(plots.lag_time_plot(analysis.lag_over_time, shaded), prefix),
             _figure(plots.backlog_plot(analysis.backlog, shaded), prefix),
+            Block("table", table=analysis.drain),
         ]
     if not analysis.time_to_result.empty:
         blocks += [

@@ -99,3 +99,15 @@ def test_lag_split_by_cold_start(analyses: dict[str, RunAnalysis]) -> None:
     table = analyses["baseline"].lag_by_start.set_index("start")
     assert table.loc["cold", "n"] == 4  # the first item of each storage_first trial
     assert table.loc["warm", "n"] == 4 * 3000 - 4
+
+
+def test_drain_after_load_matches_the_queue() -> None:
+    # 80/s for 20 s into a 50/s processor: 1600 accepted, drained 32 s after start, 12 s
+    # after the last acceptance (plus the constant 0.22 s lag).
+    run = build_run(SyntheticSpec(stages=((20.0, 80.0),), drain_rate_per_s=50.0, repetitions=1))
+    origins = lag.trial_origins(run.server, run.trials)
+    backlog = lag.backlog_over_time(run.server, run.parked, origins)
+    table = lag.drain_summary(backlog, run.server).iloc[0]
+    assert table["drain_after_load_s"] == pytest.approx(12.2, abs=0.1)
+    assert table["backlog_peak"] == pytest.approx(20 * 30, abs=15)
+    assert table["peak_at_s"] == pytest.approx(20.0, abs=1.0)

@@ -92,3 +92,16 @@ def test_latency_over_time_per_second(analyses: dict[str, RunAnalysis]) -> None:
     assert direct["t_s"].min() == 5  # warm-up seconds dropped
     assert (direct["n"] == 4 * 50).all()
     assert (direct["p99_ms"] >= direct["p50_ms"]).all()
+
+
+def test_send_delay_counts_late_requests() -> None:
+    client = pd.DataFrame(
+        {
+            "variant": "direct",
+            "intended_at_ms": [0.0, 100.0, 200.0, 300.0],
+            "sent_at_ms": [1.0, 100.0, 250.0, 400.0],
+            "warmup": False,
+        }
+    )
+    row = latency.send_delay_summary(client).iloc[0]
+    assert row["late"] == 2 and row["late_share"] == 0.5 and row["max_ms"] == 100.0
