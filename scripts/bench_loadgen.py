@@ -191,8 +191,15 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
         result = drive_trial(plan)
         achieved = _sent_rate(run_dir, trial, result, seconds)
         error = achieved / PACING_TARGET_PER_S - 1
+        rows = read_table(run_dir, CLIENT)
+        rows = rows[rows["trial"] == trial]
+        lag = rows["sent_at_ms"] - rows["intended_at_ms"]
+        per_second = ((rows["sent_at_ms"] - result.started_at_ms) // 1000).value_counts()
+        busiest = per_second[per_second.index < seconds]
         print(f"(b) pacing at {PACING_TARGET_PER_S:.0f}/s: achieved {achieved:.1f}/s "
-              f"({error:+.2%}; target within 2%), late sends {result.late_sends}")  # fmt: skip
+              f"({error:+.2%}; target within 2%); per-second min/max {busiest.min()}/"
+              f"{busiest.max()}; send lag p50 {lag.quantile(0.5):.1f} ms, p99 "
+              f"{lag.quantile(0.99):.1f} ms; late sends {result.late_sends}")  # fmt: skip
     if only in (None, "scaling"):
         one, one_cpu = run(MAX_OFFERED_PER_S, processes=1)
         two, two_cpu = run(MAX_OFFERED_PER_S, processes=2)

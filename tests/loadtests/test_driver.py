@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from asyncbench.errors import RunError
 from loadtests.driver import TrialPlan, TrialProgress, drive_trial
-from loadtests.scenario import Scenario, Stage
+from loadtests.scenario import ClientRetry, Scenario, Stage
 from reports.schema import CLIENT, OUTCOMES, read_table
 
 LEAD_MS = 3000.0  # time for the load-generator child to start before time zero
@@ -35,6 +36,7 @@ class FakeApi:
     stall_after_first_ms: tuple[float, float] | None = None
     """(start, duration) of a stall, in ms after the first request arrived."""
     first_at_ms: float | None = None
+    polls: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -65,8 +67,23 @@ def api() -> Iterator[FakeApi]:
                 remaining = start + state.stall_after_first_ms[1] - now_ms
                 if now_ms >= start and remaining > 0:
                     time.sleep(remaining / 1000.0)  # the server's stall, not a test wait
-            body = json.dumps({"requestId": uuid.uuid4().hex, "status": "PENDING"}).encode()
-            self.send_response(202)
+            if self.path.startswith("/direct/"):
+                self._answer(502, {"error": "downstream outage"})
+                return
+            self._answer(202, {"requestId": uuid.uuid4().hex, "status": "PENDING"})
+
+        def do_GET(self) -> None:
+            request_id = self.path.rsplit("/", 1)[-1]
+            with state.lock:
+                state.polls[request_id] = state.polls.get(request_id, 0) + 1
+                seen = state.polls[request_id]
+            self._answer(
+                200, {"requestId": request_id, "status": "PENDING" if seen < 3 else "FAILED"}
+            )
+
+        def _answer(self, status: int, payload: dict[str, str]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -82,20 +99,25 @@ def api() -> Iterator[FakeApi]:
     server.server_close()
 
 
-def _plan(api: FakeApi, run_dir: Path, *stages: tuple[float, float], warmup_s: float = 0.5):
+def _plan(
+    api: FakeApi,
+    run_dir: Path,
+    *stages: tuple[float, float],
+    variant: str = "storage_first",
+    **options: Any,
+) -> TrialPlan:
     scenario = Scenario(
         name="t",
         description="test",
         stages=tuple(Stage(duration, rate) for duration, rate in stages),
-        warmup_s=warmup_s,
-        request_timeout_s=10,
+        **{"warmup_s": 0.5, "request_timeout_s": 10.0, **options},
     )
     return TrialPlan(
         run_id="run-1",
         trial=2,
         repetition=1,
-        variant="storage_first",
-        base_url=api.base_url,
+        variant=variant,
+        base_url=api.base_url.replace("/storage-first", f"/{variant.replace('_', '-')}"),
         scenario=scenario,
         run_dir=run_dir,
         started_at_ms=time.time() * 1000.0 + LEAD_MS,
@@ -204,3 +226,24 @@ def test_a_dead_target_is_recorded_not_lost(tmp_path: Path) -> None:
 def test_bad_arguments_are_run_errors(api: FakeApi, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="processes"):
         drive_trial(_plan(api, tmp_path, (1, 1)), processes=0)
+
+
+def test_client_retries_are_rows_and_polling_fills_the_result(api: FakeApi, tmp_path: Path) -> None:
+    retry = ClientRetry(max_attempts=3, backoff_ms=20)
+    direct = drive_trial(_plan(api, tmp_path, (1, 10), variant="direct", client_retry=retry))
+    rows = read_table(tmp_path, CLIENT)
+    # Every slot went out three times (502 each time); every attempt is its own row.
+    assert len(rows) == direct.total_counted == 30
+    assert (
+        sorted(rows.groupby("intended_at_ms")["attempt"].apply(sorted).tolist()) == [[1, 2, 3]] * 10
+    )
+    assert set(rows["outcome"]) == {"server_error"} and set(rows["error"]) == {"downstream outage"}
+    retries = rows[rows["attempt"] > 1]
+    assert (retries["sent_at_ms"] > retries["intended_at_ms"] + 20).all()
+
+    polled = tmp_path / "polled"
+    drive_trial(_plan(api, polled, (1, 10), poll_results=True))
+    rows = read_table(polled, CLIENT)
+    assert len(rows) == 10 and set(rows["result_status"]) == {"FAILED"}
+    assert (rows["time_to_result_ms"] > rows["latency_ms"]).all()
+    assert all(api.polls[request_id] == 3 for request_id in rows["request_id"])
