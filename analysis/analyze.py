@@ -98,7 +98,9 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    headline = latency.headline_rows(client)
+    headline = latency.headline_rows(
+        client, ["variant", "trial", "latency_ms", "latency_from_intended_ms"]
+    )
     comparison = {
         measure: compare_groups(
             headline.loc[headline["variant"] == "direct"],

@@ -30,30 +30,53 @@ def stage_table(
 ) -> pd.DataFrame:
     """One row per variant and load stage: offered and achieved rate, p99 latency, error share,
     whether the stage meets the SLO, and server-side accepted/processed rates in its window."""
-    rows = headline_rows(client)
+    rows = headline_rows(
+        client,
+        [
+            "variant",
+            "trial",
+            "stage",
+            "intended_at_ms",
+            "outcome",
+            "latency_ms",
+            "target_rate_per_s",
+        ],
+    )
     rows = rows.loc[rows["stage"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=STAGE_COLUMNS)
-    # Each stage's window per trial (client wall clock ~ server wall clock, both epoch ms).
+    # Each stage's window per trial (client wall clock ~ server wall clock, both epoch ms); the
+    # last request's own inter-arrival gap belongs to the stage too.
     windows = (
-        rows.groupby(["variant", "trial", "stage"], observed=True)["intended_at_ms"]
-        .agg(["min", "max"])
+        rows.groupby(["variant", "trial", "stage"], observed=True)
+        .agg(
+            start=("intended_at_ms", "min"),
+            end=("intended_at_ms", "max"),
+            rate=("target_rate_per_s", "median"),
+        )
         .reset_index()
     )
+    windows["end"] += 1000 / windows["rate"].where(windows["rate"] > 0)
+    windows["end"] = windows["end"].fillna(windows["start"])
+    # Sorted server times per (variant, trial): counting inside a window is two binary searches.
+    times: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    for (variant, trial), items in server.groupby(["variant", "trial"], observed=True):
+        done = items["status"].isin(TERMINAL)
+        times[(str(variant), int(trial))] = (
+            np.sort(items["accepted_at_ms"].to_numpy(dtype=np.float64)),
+            np.sort(items.loc[done, "processed_at_ms"].dropna().to_numpy(dtype=np.float64)),
+        )
+    empty = np.empty(0)
     result = []
     for (variant, stage), group in rows.groupby(["variant", "stage"], observed=True):
         stage_windows = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
-        seconds = float(((stage_windows["max"] - stage_windows["min"]) / 1000).sum())
-        seconds = max(seconds, 1e-9)
-        items = server.loc[server["variant"] == variant]
+        seconds = max(float(((stage_windows["end"] - stage_windows["start"]) / 1000).sum()), 1e-9)
         accepted = processed = 0
         for window in stage_windows.itertuples(index=False):
-            in_trial = items.loc[items["trial"] == window.trial]
-            accepted += int(in_trial["accepted_at_ms"].between(window.min, window.max).sum())
-            done = in_trial["status"].isin(TERMINAL)
-            processed += int(
-                in_trial.loc[done, "processed_at_ms"].between(window.min, window.max).sum()
-            )
+            accepted_at, processed_at = times.get((str(variant), int(window.trial)), (empty, empty))
+            bounds = [window.start, window.end]
+            accepted += int(np.diff(np.searchsorted(accepted_at, bounds, side="left"))[0])
+            processed += int(np.diff(np.searchsorted(processed_at, bounds, side="left"))[0])
         success = group["outcome"].isin(SUCCESS_OUTCOMES)
         p99 = float(group["latency_ms"].quantile(0.99))
         error_share = float((~success).mean())

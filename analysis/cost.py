@@ -34,7 +34,7 @@ def usage(
     """Measured usage per variant over the whole run (warm-up included: it was paid for)."""
     memory_gb = float(stack_config.get("memory_mb", 256)) / 1024
     rows = []
-    for variant, sent in client.groupby("variant", observed=True):
+    for variant, sent in client[["variant"]].groupby("variant", observed=True):
         items = server.loc[server["variant"] == variant]
         item_bytes = (
             items["request_bytes"].fillna(0).to_numpy(dtype=np.float64) + ITEM_OVERHEAD_BYTES

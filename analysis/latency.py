@@ -33,20 +33,24 @@ def _is_warmup(client: pd.DataFrame) -> pd.Series:
     return client["warmup"].fillna(False).astype(bool)
 
 
-def headline_rows(client: pd.DataFrame) -> pd.DataFrame:
-    """Rows that count for headline numbers: everything but warm-up."""
-    return client.loc[~_is_warmup(client)]
+def headline_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows that count for headline numbers: everything but warm-up. Naming ``columns`` copies
+    only those (a million-row frame has many columns the caller does not need)."""
+    mask = ~_is_warmup(client)
+    return client.loc[mask] if columns is None else client.loc[mask, columns]
 
 
-def warmup_rows(client: pd.DataFrame) -> pd.DataFrame:
+def warmup_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """Rows sent during warm-up (reported separately)."""
-    return client.loc[_is_warmup(client)]
+    mask = _is_warmup(client)
+    return client.loc[mask] if columns is None else client.loc[mask, columns]
 
 
 def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFrame:
     """Per variant and measure ("latency_ms" from actual send, "latency_from_intended_ms" from
     intended send): n, mean, p50..p99.9, max with 95% CIs. ``warmup=True`` summarises warm-up."""
-    rows = warmup_rows(client) if warmup else headline_rows(client)
+    needed = ["variant", *LATENCY_COLUMNS]
+    rows = warmup_rows(client, needed) if warmup else headline_rows(client, needed)
     parts = []
     for column in LATENCY_COLUMNS:
         summary = describe_groups(rows, ["variant"], column)
@@ -59,7 +63,7 @@ def per_trial_quantiles(
     client: pd.DataFrame, column: str = "latency_ms", quantiles: tuple[float, ...] = (0.5, 0.99)
 ) -> pd.DataFrame:
     """One row per (variant, trial): the given quantiles of ``column`` (for tests across trials)."""
-    rows = headline_rows(client)
+    rows = headline_rows(client, ["variant", "trial", column])
     grouped = rows.groupby(["variant", "trial"], observed=True)[column]
     result = pd.concat(
         {f"q{round(q * 1000):04d}": grouped.quantile(q) for q in quantiles}, axis=1
@@ -69,7 +73,7 @@ def per_trial_quantiles(
 
 def outcome_rates(client: pd.DataFrame) -> pd.DataFrame:
     """Per variant and outcome: count and share of headline requests."""
-    rows = headline_rows(client)
+    rows = headline_rows(client, ["variant", "outcome"])
     counts = rows.groupby(["variant", "outcome"], observed=True).size().rename("count")
     result = counts.reset_index()
     totals = result.groupby("variant")["count"].transform("sum")
@@ -142,7 +146,7 @@ def latency_over_time(client: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
 def cold_warm_summary(client: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
     """Latency summary per variant split by the server item's ``cold_start`` (joined on
     request_id); rows without a stored item are "unknown"."""
-    rows = headline_rows(client)[["variant", "request_id", "latency_ms"]]
+    rows = headline_rows(client, ["variant", "request_id", "latency_ms"])
     cold = (
         server.loc[server["request_id"].notna(), ["variant", "request_id", "cold_start"]]
         .drop_duplicates(["variant", "request_id"])
@@ -161,7 +165,7 @@ def send_delay_summary(client: pd.DataFrame, late_after_ms: float = 10.0) -> pd.
     """Per variant: how far actual sends trailed intended sends (the pacer's own lag): n, late
     (more than ``late_after_ms`` behind), late_share, p50/p99/max delay in ms."""
     columns = ["variant", "n", "late", "late_share", "p50_ms", "p99_ms", "max_ms"]
-    rows = headline_rows(client)
+    rows = headline_rows(client, ["variant", "sent_at_ms", "intended_at_ms"])
     if rows.empty:
         return pd.DataFrame(columns=columns)
     delay = (rows["sent_at_ms"] - rows["intended_at_ms"]).rename("delay")

@@ -66,7 +66,7 @@ def latency_cdf_plot(
     client: pd.DataFrame, column: str = "latency_ms", points: int = 400
 ) -> PlotData:
     """Empirical CDF of headline latency per variant (quantiles on a grid, log x axis)."""
-    rows = headline_rows(client)
+    rows = headline_rows(client, ["variant", column])
     series = []
     for variant, group in rows.groupby("variant", observed=True):
         values = group[column].dropna().to_numpy(dtype=np.float64)

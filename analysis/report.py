@@ -219,8 +219,8 @@ def _before_after_blocks(analyses: Sequence[RunAnalysis]) -> list[Block]:
         before = group[0]
         for after in group[1:]:
             for variant in ("direct", "storage_first"):
-                a = headline_rows(before.run.client)
-                b = headline_rows(after.run.client)
+                a = headline_rows(before.run.client, ["variant", "trial", "latency_ms"])
+                b = headline_rows(after.run.client, ["variant", "trial", "latency_ms"])
                 table = compare_groups(
                     a.loc[a["variant"] == variant],
                     b.loc[b["variant"] == variant],
