@@ -1,8 +1,8 @@
 """The AWS side of a run: DynamoDB tables and streams, the SQS failure destination, CloudWatch.
 
-Names the endpoints file does not hold directly come from its extras, written by
-``asyncbench deploy``: ``functions`` ({variant: Lambda function name}) and ``api_names``
-({variant: REST API name}). A metric whose name is unknown is skipped, not guessed. The API's
+Names the endpoints file does not hold directly come from its ``aws_resources`` extra, written
+by ``asyncbench deploy`` (``{variant: {"function_name", "api_name", "stage", ...}}``). A metric
+whose resource name is unknown is skipped, not guessed. Without a recorded stage, the API's
 stage is the last path segment of the variant's base URL ("direct", "storage-first").
 """
 
@@ -21,11 +21,13 @@ import boto3
 
 from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
 from stack.endpoints import Endpoints
+from stack.outputs import AWS_RESOURCES_KEY
 
 __all__ = ["CLOUDWATCH_METRICS", "AwsStageSide", "MetricSpec", "metric_queries"]
 
 PERIOD_S = 60  # AWS service metrics are published per minute
 SQS_DRAIN_DEADLINE_S = 10.0
+MAX_WINDOW_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,12 @@ def _dimensions(spec: MetricSpec, endpoints: Endpoints, variant: str) -> list[di
     endpoint = endpoints.variant(variant)
     if spec.resource == "table":
         return [{"Name": "TableName", "Value": endpoint.table}]
+    resources = (endpoints.extra.get(AWS_RESOURCES_KEY) or {}).get(variant) or {}
     if spec.resource == "function":
-        name = (endpoints.extra.get("functions") or {}).get(variant)
+        name = resources.get("function_name")
         return [{"Name": "FunctionName", "Value": str(name)}] if name else []
-    name = (endpoints.extra.get("api_names") or {}).get(variant)
-    stage = urlparse(endpoint.base_url).path.rstrip("/").rsplit("/", 1)[-1]
+    name = resources.get("api_name")
+    stage = resources.get("stage") or urlparse(endpoint.base_url).path.rstrip("/").rsplit("/")[-1]
     if not name or not stage:
         return []
     return [{"Name": "ApiName", "Value": str(name)}, {"Name": "Stage", "Value": stage}]
@@ -176,6 +179,9 @@ class AwsStageSide:
         if not queries:
             return []
         # Whole periods around the window, so the first and last minute are not cut off.
+        # A window longer than a run can be is a caller's mistake: cap it instead of asking
+        # CloudWatch for years of empty minutes.
+        start_ms = max(start_ms, end_ms - MAX_WINDOW_S * 1000.0)
         start = math.floor(start_ms / 1000 / PERIOD_S) * PERIOD_S
         end = math.ceil(end_ms / 1000 / PERIOD_S) * PERIOD_S + PERIOD_S
         rows: list[dict[str, Any]] = []

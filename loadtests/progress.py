@@ -22,7 +22,7 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
         self.every_s = every_s
-        self._last_plain = 0.0
+        self._last_plain: float | None = None
         self._line_open = False
         self.prefix = ""
 
@@ -39,7 +39,7 @@ class ProgressDisplay:
 
     def begin_trial(self, trial: int, total: int, variant: str, repetition: int) -> None:
         self.prefix = f"trial {trial}/{total} {variant} (repetition {repetition})"
-        self._last_plain = 0.0
+        self._last_plain = None
         self._write_line(f"{self.prefix}: load starts")
 
     def load(self, progress: Any) -> None:
@@ -64,7 +64,7 @@ class ProgressDisplay:
             self._line_open = True
             return
         now = time.monotonic()
-        if now - self._last_plain >= self.every_s:
+        if self._last_plain is None or now - self._last_plain >= self.every_s:
             self._last_plain = now
             self._write_line(text)
 

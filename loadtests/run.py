@@ -48,6 +48,7 @@ class RunRequest:
     settle_s: float = 2.0
     """Pause between trials so the previous trial's stragglers do not load the next one."""
     interrupted_collection_timeout_s: float = 10.0
+    start_lead_s: float = 1.5
 
 
 @dataclass
@@ -222,7 +223,8 @@ def _one_trial(
     endpoint = request.endpoints.variant(planned.variant)
     display.begin_trial(planned.trial, total, planned.variant, planned.repetition)
     side.begin_trial()
-    started_at_ms = time.time() * 1000.0
+    # A lead, so the load generator is ready at time zero and the trial starts on schedule.
+    started_at_ms = time.time() * 1000.0 + request.start_lead_s * 1000.0
     plan = driver.TrialPlan(
         run_id=run_id,
         trial=planned.trial,
@@ -267,6 +269,7 @@ def _one_trial(
         + ("" if collection.settled else " (collection deadline reached)")
     )
     outage = scenario.outage
+    zero_ms = result.started_at_ms  # the time zero the load generator actually used
     row = {
         "run_id": run_id,
         "trial": planned.trial,
@@ -276,9 +279,9 @@ def _one_trial(
         "started_at_ms": result.started_at_ms,
         "ended_at_ms": result.ended_at_ms,
         "warmup_until_ms": result.warmup_until_ms,
-        "outage_start_ms": started_at_ms + outage.start_s * 1000.0 if outage else None,
+        "outage_start_ms": zero_ms + outage.start_s * 1000.0 if outage else None,
         "outage_end_ms": (
-            started_at_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
+            zero_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
         ),
         "requests_counted": sum(result.requests_counted.values()),
         "rows_written": sum(result.rows_written.values()),

@@ -1,0 +1,239 @@
+"""AWS collection against moto: table scan, SQS destination, stream resolution, CloudWatch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pandas as pd
+import pytest
+from moto import mock_aws
+
+from loadtests import collect_aws
+from loadtests.collect import TrialWindow, collect_trial
+from loadtests.collect_aws import AwsStageSide, metric_queries
+from reports.schema import METRICS, PARKED, SERVER, conform
+from stack.endpoints import Endpoints, VariantEndpoint
+
+REGION = "us-east-1"
+RUN = "run-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # botocore sends stream calls to account-based endpoints moto does not route yet.
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    with mock_aws():
+        yield
+
+
+def _table(name: str) -> str:
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    return str(dynamodb.describe_table(TableName=name)["Table"]["LatestStreamArn"])
+
+
+def _put(table: str, request_id: str, status: str, run_id: str = RUN, **extra: Any) -> None:
+    item = {
+        "id": {"S": request_id},
+        "run_id": {"S": run_id},
+        "status": {"S": status},
+        "attempts": {"N": "1"},
+        "duplicates": {"N": "0"},
+        "accepted_at_ms": {"N": str(int(time.time() * 1000))},
+        "request": {"S": '{"payload": "h\u00e9"}'},
+        **extra,
+    }
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=table, Item=item)
+
+
+def _endpoints(queue_url: str) -> Endpoints:
+    api = "https://abc.execute-api.us-east-1.amazonaws.com"
+    return Endpoints(
+        target="aws",
+        region=REGION,
+        variants={
+            "direct": VariantEndpoint(f"{api}/direct", "tbl-direct"),
+            "storage_first": VariantEndpoint(f"{api}/storage-first", "tbl-sf", queue_url),
+        },
+        extra={
+            "aws_resources": {
+                "direct": {"function_name": "fn-direct", "api_name": "api-direct"},
+                "storage_first": {"function_name": "fn-stream", "api_name": "api-sf"},
+            }
+        },
+    )
+
+
+def _destination_record(stream_arn: str, shard_id: str, start: str, end: str) -> dict[str, Any]:
+    """The shape AWS sends for a DynamoDB stream event source mapping's on-failure destination."""
+    return {
+        "requestContext": {
+            "requestId": "316aa6d0-8154-xmpl-9af7-85d5f4a6bc81",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:fn-stream",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 21,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": ""},
+        "version": "1.0",
+        "timestamp": "2026-11-28T14:22:33.568Z",
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": start,
+            "endSequenceNumber": end,
+            "approximateArrivalOfFirstRecord": "2026-11-28T14:22:30Z",
+            "approximateArrivalOfLastRecord": "2026-11-28T14:22:30Z",
+            "batchSize": 1,
+            "streamArn": stream_arn,
+        },
+    }
+
+
+def _sequence_of(stream_arn: str, request_id: str) -> tuple[str, str]:
+    streams = boto3.client("dynamodbstreams", region_name=REGION)
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    for record in streams.get_records(ShardIterator=iterator)["Records"]:
+        if record["dynamodb"]["Keys"]["id"]["S"] == request_id:
+            return shard["ShardId"], record["dynamodb"]["SequenceNumber"]
+    raise AssertionError(f"{request_id} not on the stream")
+
+
+def test_collects_items_parked_records_and_metrics(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _table("tbl-direct")
+    stream_arn = _table("tbl-sf")
+    queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="dlq")["QueueUrl"]
+    _put("tbl-sf", "done", "SUCCEEDED", processed_at_ms={"N": "1"}, cold_start={"BOOL": True})
+    _put("tbl-sf", "stuck", "PENDING")
+    _put("tbl-sf", "poisoned", "PENDING")
+    _put("tbl-sf", "other-run", "PENDING", run_id="run-0")
+    for index in range(30):  # more than one scan page is not guaranteed by moto; many items
+        _put("tbl-sf", f"bulk-{index}", "SUCCEEDED")
+    shard_id, sequence = _sequence_of(stream_arn, "poisoned")
+    sqs = boto3.client("sqs", region_name=REGION)
+    record = _destination_record(stream_arn, shard_id, sequence, sequence)
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
+    now = datetime.now(UTC)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for value in (10.0, 30.0):
+        cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {
+                    "MetricName": "Duration",
+                    "Dimensions": [{"Name": "FunctionName", "Value": "fn-stream"}],
+                    "Timestamp": now,
+                    "Value": value,
+                    "Unit": "Milliseconds",
+                }
+            ],
+        )
+
+    # moto computes no percentiles (and fails serializing them): fetch the plain statistics.
+    plain_stats = tuple(
+        dataclasses.replace(spec, stats=tuple(s for s in spec.stats if not s.startswith("p")))
+        for spec in collect_aws.CLOUDWATCH_METRICS
+    )
+    monkeypatch.setattr(collect_aws, "CLOUDWATCH_METRICS", plain_stats)
+    side = AwsStageSide(_endpoints(queue_url), RUN)
+    started = time.time() * 1000 - 5_000
+    window = TrialWindow(RUN, 3, "storage_first", started, time.time() * 1000)
+    client = pd.DataFrame(
+        {
+            "trial": [3, 3, 3],
+            "request_id": ["done", "stuck", "poisoned"],
+            "outcome": ["accepted"] * 3,
+        }
+    )
+    polls: list[int] = []
+    side.begin_trial()
+    result = collect_trial(
+        side, window, client, timeout_s=0.6, on_poll=lambda left, _: polls.append(left)
+    )
+
+    assert not result.settled
+    assert result.unfinished == 1  # "stuck": still PENDING and not parked; recorded, not dropped
+    assert polls[-1] == 1 and len(polls) >= 2
+    server = result.server.set_index("request_id")
+    assert set(server.index) == {"done", "stuck", "poisoned"} | {f"bulk-{i}" for i in range(30)}
+    assert server.loc["stuck", "status"] == "PENDING"
+    assert server.loc["done", "cold_start"] == True  # noqa: E712 - object column
+    assert server.loc["done", "request_bytes"] == len('{"payload": "hé"}'.encode())
+    assert set(server["trial"]) == {3}
+    conform(result.server, SERVER)
+
+    assert list(result.parked["request_id"]) == ["poisoned"]
+    assert result.parked["condition"].iloc[0] == "RetryAttemptsExhausted"
+    assert result.parked["approximate_invoke_count"].iloc[0] == 21
+    conform(result.parked, PARKED)
+    # Received messages were deleted: the queue is drained.
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+
+    durations = result.metrics[result.metrics["metric"] == "Duration"]
+    by_stat = {
+        json.loads(row)["stat"]: value for row, value in durations[["dimensions", "value"]].values
+    }
+    assert by_stat["Average"] == pytest.approx(20.0)
+    assert by_stat["Maximum"] == pytest.approx(30.0)
+    assert set(result.metrics["source"]) == {"cloudwatch"}
+    assert set(result.metrics["trial"]) == {3}
+    conform(result.metrics, METRICS)
+
+
+def test_unresolvable_destination_record_is_kept_without_request_id(aws: None) -> None:
+    _table("tbl-direct")
+    stream_arn = _table("tbl-sf")
+    queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="dlq")["QueueUrl"]
+    record = _destination_record(stream_arn, "shardId-unknown", "999", "1000")
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=queue_url, MessageBody=json.dumps(record)
+    )
+    side = AwsStageSide(_endpoints(queue_url), RUN)
+    now_ms = time.time() * 1000
+    window = TrialWindow(RUN, 1, "storage_first", now_ms - 1000, now_ms)
+    result = collect_trial(
+        side, window, pd.DataFrame(columns=["trial", "request_id", "outcome"]), timeout_s=0
+    )
+    assert result.settled and result.unfinished == 0
+    assert len(result.parked) == 1 and result.parked["request_id"].isna().all()
+    assert (
+        json.loads(result.parked["raw"].iloc[0])["DDBStreamBatchInfo"]["startSequenceNumber"]
+        == "999"
+    )
+
+
+def test_metric_queries_skip_resources_without_names() -> None:
+    endpoints = _endpoints("https://sqs/queue")
+    queries, meaning = metric_queries(endpoints, "storage_first")
+    names = {spec.name for spec, _, _ in meaning.values()}
+    assert {"Duration", "IteratorAge", "Latency", "5XXError", "WriteThrottleEvents"} <= names
+    stages = {
+        dimension["Value"]
+        for query in queries
+        for dimension in query["MetricStat"]["Metric"]["Dimensions"]
+        if dimension["Name"] == "Stage"
+    }
+    assert stages == {"storage-first"}
+    direct_names = {spec.name for spec, _, _ in metric_queries(endpoints, "direct")[1].values()}
+    assert "IteratorAge" not in direct_names
+    bare = Endpoints(target="aws", region=REGION, variants=endpoints.variants)
+    bare_names = {spec.name for spec, _, _ in metric_queries(bare, "direct")[1].values()}
+    assert bare_names == {"ConsumedWriteCapacityUnits", "WriteThrottleEvents"}
