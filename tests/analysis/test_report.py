@@ -116,6 +116,7 @@ def test_before_after_section_for_two_runs_of_one_scenario(
         ("no-manifest", "not a run folder"),
         ("newer", "newer than this"),
         ("no-client", "no client records"),
+        ("damaged", "cannot read"),
     ],
 )
 def test_bad_run_folders_give_one_line(
@@ -124,8 +125,11 @@ def test_bad_run_folders_give_one_line(
     run_dir = tmp_path / "run"
     if damage != "missing":
         run_dir.mkdir()
-    if damage in ("newer", "no-client"):
+    if damage in ("newer", "no-client", "damaged"):
         schema.write_manifest(run_dir, {"run_id": "x"})
+    if damage == "damaged":
+        (run_dir / "data" / "client").mkdir(parents=True)
+        (run_dir / "data" / "client" / "part-1.parquet").write_bytes(b"not parquet")
     if damage == "newer":
         manifest = json.loads((run_dir / "manifest.json").read_text())
         manifest["schema_version"] = schema.SCHEMA_VERSION + 1
