@@ -22,6 +22,9 @@ __all__ = ["ITEM_OVERHEAD_BYTES", "assumptions", "cost_per_million", "usage"]
 # Attributes other than the request body (ids, status, timestamps, error, ttl), bytes.
 ITEM_OVERHEAD_BYTES = 200
 
+# What one unit of each cost component (in cost_per_million's order) is.
+UNITS = ("request", "invocation", "GB-second", "write unit", "read unit")
+
 USAGE_COLUMNS = [
     "variant", "requests", "api_requests", "lambda_invocations", "lambda_billed_ms",
     "lambda_gb_seconds", "write_units", "read_units", "source",
@@ -107,7 +110,7 @@ def cost_per_million(
     for row in usage_table.itertuples(index=False):
         scale = 1e6 / row.requests if row.requests else math.nan
         total = 0.0
-        for name, column, unit_price in components:
+        for (name, column, unit_price), unit in zip(components, UNITS, strict=True):
             quantity = float(getattr(row, column)) * scale
             cost = quantity * float(unit_price)
             total += cost
@@ -116,6 +119,7 @@ def cost_per_million(
                     "variant": row.variant,
                     "component": name,
                     "per_million_requests": quantity,
+                    "unit": unit,
                     "unit_price": float(unit_price),
                     "cost": cost,
                 }
@@ -125,12 +129,13 @@ def cost_per_million(
                 "variant": row.variant,
                 "component": "total",
                 "per_million_requests": math.nan,
+                "unit": "",
                 "unit_price": math.nan,
                 "cost": total,
             }
         )
     return pd.DataFrame(
-        rows, columns=["variant", "component", "per_million_requests", "unit_price", "cost"]
+        rows, columns=["variant", "component", "per_million_requests", "unit", "unit_price", "cost"]
     )
 
 

@@ -167,9 +167,13 @@ def recovery_times(
     tolerance: RecoveryTolerance | None = None,
 ) -> pd.DataFrame:
     """Per trial with an outage: recovery_s (NaN if never recovered within the data),
-    backlog_peak and the baseline values the tolerance was applied to."""
+    backlog_peak and the pre-outage baseline the tolerance was applied to (storage_first: the
+    median lag; direct: the transient error share)."""
     tolerance = tolerance or RecoveryTolerance()
-    columns = ["variant", "trial", "recovery_s", "recovered", "backlog_peak", "baseline"]
+    columns = [
+        "variant", "trial", "recovery_s", "recovered", "backlog_peak", "baseline_lag_ms",
+        "baseline_error_share",
+    ]  # fmt: skip
     rows = []
     for window in windows.itertuples(index=False):
         start, end = float(window.outage_start_ms), float(window.outage_end_ms)
@@ -205,7 +209,7 @@ def _storage_first_recovery(
             "recovery_s": math.nan,
             "recovered": False,
             "backlog_peak": peak,
-            "baseline": baseline,
+            "baseline_lag_ms": baseline,
         }
     threshold = tolerance.lag_threshold(baseline)
     # Lag of what arrives in each second after the outage tells whether the queue ahead of it
@@ -232,7 +236,7 @@ def _storage_first_recovery(
         "recovery_s": recovered_at,
         "recovered": not math.isnan(recovered_at),
         "backlog_peak": peak,
-        "baseline": baseline,
+        "baseline_lag_ms": baseline,
     }
 
 
@@ -244,7 +248,8 @@ def _direct_recovery(
     end: float,
     tolerance: RecoveryTolerance,
 ) -> dict[str, float | bool]:
-    rows = client.loc[(client["variant"] == variant) & (client["trial"] == trial)]
+    mask = (client["variant"] == variant) & (client["trial"] == trial)
+    rows = client.loc[mask, ["intended_at_ms", "outcome"]]
     error = rows["outcome"].isin(TRANSIENT_ERRORS)
     before = rows["intended_at_ms"] < start
     baseline = float(error[before].mean()) if before.any() else 0.0
@@ -257,7 +262,7 @@ def _direct_recovery(
         "recovery_s": recovered_at,
         "recovered": not math.isnan(recovered_at),
         "backlog_peak": math.nan,
-        "baseline": baseline,
+        "baseline_error_share": baseline,
     }
 
 
