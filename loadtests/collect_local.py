@@ -90,10 +90,15 @@ class LocalStageSide:
         self.failures = JsonLinesTail(Path(failure_file) if failure_file else None)
         metrics_log = endpoints.extra.get("metrics_log")
         self.metrics_log = JsonLinesTail(Path(metrics_log) if metrics_log else None)
+        self._metrics_marked = False
 
     def begin_trial(self) -> None:
         self.failures.mark()
-        self.metrics_log.mark()
+        if not self._metrics_marked:
+            # Once per run: each trial reads on from where the previous one stopped, and the
+            # window filter in metrics() keeps only the lines of its own trial.
+            self.metrics_log.mark()
+            self._metrics_marked = True
 
     def items(self, variant: str) -> list[dict[str, Any]]:
         return scan_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
