@@ -259,8 +259,21 @@ def _check_lossless(result: TrialLoadResult, plan: TrialPlan) -> None:
 
 
 def run_worker(master_host: str, master_port: int = DEFAULT_MASTER_PORT) -> int:
-    """Serve trials of a run on another machine as a load-generator worker until Ctrl-C."""
-    return _serve_worker(master_host, master_port, once=False)
+    """Serve the trials of runs on another machine as a load-generator worker until Ctrl-C.
+
+    Each trial gets a fresh worker process (a Locust worker runner does not reconnect cleanly
+    after its master quit); this process only restarts them and never imports Locust.
+    """
+    command = [sys.executable, "-m", "loadtests.driver", "worker"]
+    command += ["--master-host", master_host, "--master-port", str(master_port)]
+    try:
+        while True:
+            started = time.monotonic()
+            code = subprocess.call(command)
+            if code != 0 and time.monotonic() - started < 1.0:
+                time.sleep(1.0)  # no master yet (or a broken setup): do not spin
+    except KeyboardInterrupt:
+        return 0
 
 
 def _free_port() -> int:
@@ -279,7 +292,7 @@ def _main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role == "engine":
         return _run_engine(json.loads(sys.stdin.read()), _emit(sys.stdout))
-    return _serve_worker(args.master_host, args.master_port, once=True)
+    return _serve_worker(args.master_host, args.master_port)
 
 
 def _emit(stream: IO[str]) -> Callable[[dict[str, Any]], None]:
@@ -340,10 +353,22 @@ class _ProgressMeter:
 
 
 def _on_termination(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on SIGTERM/SIGINT, or when the driving parent process has died (the
+    child runs in its own session, so nothing else would stop an orphaned load)."""
     import gevent
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, callback)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            gevent.sleep(0.5)
+        callback()
+        gevent.sleep(DRAIN_GRACE_S * 3)  # a graceful end first; then make sure we are gone
+        os._exit(1)
+
+    gevent.spawn(watch_parent)
 
 
 def _seconds_in_flight(scenario: Scenario) -> float:
@@ -410,11 +435,15 @@ def _settle_garbage_collector() -> None:
     gc.freeze()
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def _wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, stopping: list[bool]
+) -> None:
     import gevent
 
     deadline = time.monotonic() + timeout_s
     while not condition():
+        if stopping:
+            raise RunError(f"stopped while waiting for {what}")
         if time.monotonic() > deadline:
             raise RunError(f"timed out after {timeout_s:g} s waiting for {what}")
         gevent.sleep(0.05)
@@ -441,7 +470,7 @@ def _drive_local(plan: TrialPlan, record: bool, emit: Emit) -> dict[str, Any]:
         plan.scenario.peak_rate_per_s, seconds_in_flight=_seconds_in_flight(plan.scenario)
     )
     runner.start(user_count, spawn_rate=max(100.0, user_count * 20.0))
-    _wait_until(lambda: runner.user_count >= user_count, 30.0, "the users to spawn")
+    _wait_until(lambda: runner.user_count >= user_count, 30.0, "the users to spawn", stopping)
     _settle_garbage_collector()
     zero_ms = max(plan.started_at_ms, _now_ms() + START_LEAD_S * 1000.0)
     context.arm(zero_ms, index=0, count=1, seed=plan.seed)
@@ -525,8 +554,13 @@ def _drive_master(
                 raise RunError(f"a local worker process exited (code {exited[0]}) before the load")
             return bool(runner.worker_count >= total)
 
-        _wait_until(workers_ready, WORKERS_CONNECT_TIMEOUT_S, f"{total} workers to connect")
-        nodes = sorted(runner.clients.all, key=lambda node: node.id)[:total]
+        _wait_until(
+            workers_ready, WORKERS_CONNECT_TIMEOUT_S, f"{total} workers to connect", stopping
+        )
+        # Every connected worker takes part (Locust spreads users over all of them), so a
+        # remote worker that connected beyond the expected number gets its share of the slots.
+        nodes = sorted(runner.clients.all, key=lambda node: node.id)
+        total = len(nodes)
         names = [f"w{index}" for index in range(total)]
         per_worker = users_needed(
             plan.scenario.peak_rate_per_s,
@@ -537,7 +571,9 @@ def _drive_master(
             job = {"plan": plan.to_dict(), "index": index, "count": total, "record": record}
             runner.send_message(_PLAN, {**job, "worker": names[index]}, client_id=node.id)
         runner.start(per_worker * total, spawn_rate=max(100.0, per_worker * total * 20.0))
-        _wait_until(lambda: runner.user_count >= per_worker * total, 30.0, "users to spawn")
+        _wait_until(
+            lambda: runner.user_count >= per_worker * total, 30.0, "users to spawn", stopping
+        )
         zero_ms = max(plan.started_at_ms, _now_ms() + max(START_LEAD_S, 0.5) * 1000.0)
         runner.send_message(_GO, {"zero_ms": zero_ms})
         zero_monotonic = time.monotonic() + (zero_ms - _now_ms()) / 1000.0
@@ -580,22 +616,16 @@ def _drive_master(
     }
 
 
-def _serve_worker(master_host: str, master_port: int, *, once: bool) -> int:
-    """Be a worker for one trial (``once``) or for every trial until interrupted."""
-    import gevent
+def _serve_worker(master_host: str, master_port: int) -> int:
+    """Be a worker for one trial; 1 when no master answered."""
     import locust  # noqa: F401  (first: monkey-patches the process for gevent)
 
-    while True:
-        try:
-            _serve_one_trial(master_host, master_port)
-        except ConnectionError:
-            if once:
-                print(f"no master at {master_host}:{master_port}", file=sys.stderr)
-                return 1
-            gevent.sleep(1.0)
-            continue
-        if once:
-            return 0
+    try:
+        _serve_one_trial(master_host, master_port)
+    except ConnectionError:
+        print(f"no master at {master_host}:{master_port}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _serve_one_trial(master_host: str, master_port: int) -> None:
