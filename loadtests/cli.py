@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     endpoints = read_endpoints(endpoints_path, target=args.target)
     if endpoints.target != args.target:
         raise RunError(
-            f"{endpoints_path} describes a {endpoints.target} stage, not {args.target}; "
+            f"{endpoints_path} is for target {endpoints.target!r}, not {args.target!r}; "
             "pass the right --endpoints or --target"
         )
     repetitions = args.repetitions or scenario.repetitions

@@ -1,0 +1,57 @@
+"""`asyncbench scenarios`, and the one-line errors of `asyncbench run`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asyncbench.cli import main
+from loadtests.scenario import list_scenarios
+
+
+def test_scenarios_lists_every_scenario_with_its_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    for scenario in list_scenarios():
+        assert f"{scenario.name}: {scenario.description}" in out
+    assert "outage 20s +15s" in out  # the outage scenario's window
+    assert "SLO p99" in out and "collection" in out
+
+
+def test_run_without_endpoints_file_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "endpoints.json"
+    code = main(["run", "--scenario", "baseline", "--endpoints", str(missing)])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "asyncbench local up" in error[0] and str(missing) in error[0]
+
+
+def test_run_refuses_an_endpoints_file_of_the_other_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "endpoints.json"
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "target": "aws",
+                "region": "eu-west-1",
+                "variants": {"direct": {"base_url": "https://x/direct", "table": "t"}},
+            }
+        )
+    )
+    assert main(["run", "--scenario", "baseline", "--endpoints", str(path)]) == 2
+    assert "is for target 'aws', not 'local'" in capsys.readouterr().err
+
+
+def test_run_with_an_unknown_scenario_fails_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--scenario", "no-such-scenario"]) == 2
+    assert "no-such-scenario" in capsys.readouterr().err
