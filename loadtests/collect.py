@@ -80,7 +80,9 @@ class TrialCollection:
     settled: bool
     collected_at_ms: float
     request_ids: frozenset[str] = field(default_factory=frozenset)
-    """Ids of the items assigned to this trial (so later trials of the variant skip them)."""
+    """Ids of the items collected here (so later trials of the variant skip them)."""
+    trials: Mapping[str, int] = field(default_factory=dict)
+    """Trial of each collected item, by request id."""
 
 
 def _assign(item: Mapping[str, Any], window: TrialWindow, earlier: Sequence[TrialWindow]) -> int:
@@ -144,9 +146,16 @@ def _timestamp_ms(text: Any) -> float | None:
 
 
 def parked_rows(
-    records: Iterable[tuple[Mapping[str, Any], Sequence[str]]], window: TrialWindow
+    records: Iterable[tuple[Mapping[str, Any], Sequence[str]]],
+    window: TrialWindow,
+    trials: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
-    """Destination records with their resolved ids -> PARKED rows (one per stream record)."""
+    """Destination records with their resolved ids -> PARKED rows (one per stream record).
+
+    A row belongs to the trial of its request (``trials``: id -> trial) when known: a record
+    parked after its own trial's collection ended is read by a later trial's.
+    """
+    trials = trials or {}
     rows = []
     for record, request_ids in records:
         info = record.get("DDBStreamBatchInfo") or {}
@@ -166,7 +175,8 @@ def parked_rows(
         }
         resolved: Sequence[str | None] = request_ids or [None]
         for request_id in resolved:
-            rows.append({**base, "request_id": request_id})
+            trial = trials.get(request_id, window.trial) if request_id else window.trial
+            rows.append({**base, "request_id": request_id, "trial": trial})
     if not rows:
         return empty_frame(PARKED)
     return pd.DataFrame(rows)
@@ -241,6 +251,7 @@ def collect_trial(
     timeout_s: float,
     skip_ids: frozenset[str] = frozenset(),
     earlier: Sequence[TrialWindow] = (),
+    earlier_trials: Mapping[str, int] | None = None,
     abort: threading.Event | None = None,
     on_poll: Callable[[int, float], None] | None = None,
 ) -> TrialCollection:
@@ -248,7 +259,9 @@ def collect_trial(
 
     ``client_rows`` are the run's CLIENT rows (at least this trial's); ``skip_ids`` are items
     already collected by earlier trials of the run; ``earlier`` their windows, to place items
-    no client row names. An ``abort`` ends the wait early and skips the metrics.
+    no client row names, and ``earlier_trials`` (id -> trial) the trials of items they
+    collected, so a late parked record is attributed to its own trial. An ``abort`` ends the
+    wait early and skips the metrics.
     """
     state = _TrialState(side, window, client_rows, skip_ids, earlier)
     settled = wait_until_settled(state.refresh, timeout_s=timeout_s, abort=abort, on_poll=on_poll)
@@ -267,10 +280,11 @@ def collect_trial(
     )
     return TrialCollection(
         server=server_rows(state.items.values(), window, state.trials, collected_at_ms),
-        parked=parked_rows(state.parked, window),
+        parked=parked_rows(state.parked, window, {**(earlier_trials or {}), **state.trials}),
         metrics=metrics,
         unfinished=unfinished,
         settled=settled,
         collected_at_ms=collected_at_ms,
         request_ids=frozenset(state.items),
+        trials={request_id: state.trials[request_id] for request_id in state.items},
     )

@@ -177,7 +177,8 @@ def execute_run(
     folder = _RunFolder(run_dir, _base_manifest(request, run_id, plan, started_ms))
     display.message(f"run {run_id}: {len(plan)} trials, seed {request.seed}, into {run_dir}")
     side = side_factory(request.endpoints, run_id)
-    collected: dict[str, set[str]] = {variant: set() for variant in request.endpoints.variants}
+    # Per variant: request id -> trial of every item collected so far in the run.
+    collected: dict[str, dict[str, int]] = {variant: {} for variant in request.endpoints.variants}
     windows: list[TrialWindow] = []
     complete = True
     error: str | None = None
@@ -216,7 +217,7 @@ def _one_trial(
     side: StageSide,
     control: RunControl,
     display: ProgressDisplay,
-    collected_ids: set[str],
+    collected_ids: dict[str, int],
     windows: list[TrialWindow],
 ) -> tuple[dict[str, Any], TrialCollection | None]:
     scenario = request.scenario
@@ -257,11 +258,12 @@ def _one_trial(
         client,
         timeout_s=timeout,
         skip_ids=frozenset(collected_ids),
+        earlier_trials=collected_ids,
         earlier=tuple(windows),
         abort=control.abort,
         on_poll=display.collecting,
     )
-    collected_ids.update(collection.request_ids)
+    collected_ids.update(collection.trials)
     windows.append(window)
     display.message(
         f"trial {planned.trial}/{total} {planned.variant}: {len(collection.server)} items, "
