@@ -138,6 +138,8 @@ def _recovery_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
             f"{analysis.run.scenario_name}: storage_first recovered in {recovered_text} (worst "
             f"trial), backlog peak {recovery['backlog_peak'].max():.0f}, lost {lost}"
         )
+        if recovery["recovered"].all() and not recovery["under_load"].astype(bool).all():
+            part += " (drained only after the load stopped)"
         if len(direct) and not direct.isna().any():
             part += f"; direct errors stopped {direct.max():.0f} s after the outage"
         elif len(direct):

@@ -5,9 +5,11 @@ Definitions (stated in the report):
 - lost, storage_first: the client got a 202 but the item is neither terminal nor parked.
 - lost, direct: the client got an error (or a 200) and no item was ever stored for it.
 - recovery time: from the outage's end to the first second after which every one-second bin
-  stays recovered: storage_first: median accepted->processed lag of the bin within the
-  tolerance of the pre-outage median and backlog at or below the pre-outage peak (plus
-  tolerance); direct: the bin's transient client error share at most the pre-outage share + 1 point.
+  stays recovered: storage_first: backlog at or below the pre-outage peak (plus tolerance) and
+  the median accepted->processed lag of requests arriving then within the tolerance of the
+  pre-outage median (``lag_checked`` is false when the load ended before the backlog drained,
+  so no later arrival could confirm the lag); direct: the bin's transient client error share
+  at most the pre-outage share + 1 point.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ class RecoveryTolerance:
 
     def describe(self) -> str:
         return (
-            f"lag within max({self.lag_factor:g} x, +{self.lag_slack_ms:g} ms) of the pre-outage "
-            f"median and backlog within {self.backlog_slack} of its pre-outage peak "
-            f"(storage_first); error share within {self.error_share_slack:.0%} of the "
-            "pre-outage share (direct)"
+            f"backlog within {self.backlog_slack} of its pre-outage peak and lag of new "
+            f"arrivals within max({self.lag_factor:g} x, +{self.lag_slack_ms:g} ms) of the "
+            "pre-outage median, for every later second (storage_first; lag_checked = no when "
+            "the load ended before the backlog drained, so only the backlog decided); "
+            f"transient error share within {self.error_share_slack:.0%} of the pre-outage "
+            "share (direct)"
         )
 
 
@@ -108,8 +112,9 @@ def accounting(client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame)
 
 
 def outage_windows(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per trial with an outage: variant, trial, outage_start_ms, outage_end_ms."""
-    columns = ["variant", "trial", "outage_start_ms", "outage_end_ms"]
+    """Per trial with an outage: variant, trial, outage_start_ms, outage_end_ms, ended_at_ms
+    (when the load stopped)."""
+    columns = ["variant", "trial", "outage_start_ms", "outage_end_ms", "ended_at_ms"]
     if trials.empty:
         return pd.DataFrame(columns=columns)
     return trials.loc[trials["outage_start_ms"].notna(), columns].reset_index(drop=True)
@@ -171,8 +176,8 @@ def recovery_times(
     median lag; direct: the transient error share)."""
     tolerance = tolerance or RecoveryTolerance()
     columns = [
-        "variant", "trial", "recovery_s", "recovered", "backlog_peak", "baseline_lag_ms",
-        "baseline_error_share",
+        "variant", "trial", "recovery_s", "recovered", "under_load", "lag_checked",
+        "backlog_peak", "baseline_lag_ms", "baseline_error_share",
     ]  # fmt: skip
     rows = []
     for window in windows.itertuples(index=False):
@@ -181,9 +186,15 @@ def recovery_times(
             row = _storage_first_recovery(server, backlog, window.trial, start, end, tolerance)
         else:
             row = _direct_recovery(client, window.variant, window.trial, start, end, tolerance)
+        recovered_at_ms = end + float(row["recovery_s"]) * 1000
+        # Recovered while requests still arrived, or only once the load had stopped?
+        row["under_load"] = (
+            bool(recovered_at_ms <= float(window.ended_at_ms))
+            if (row["recovered"] and not math.isnan(float(window.ended_at_ms)))
+            else False
+        )
         rows.append({"variant": window.variant, "trial": window.trial, **row})
-    result = pd.DataFrame(rows, columns=columns)
-    return result
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _storage_first_recovery(
@@ -212,20 +223,27 @@ def _storage_first_recovery(
             "baseline_lag_ms": baseline,
         }
     threshold = tolerance.lag_threshold(baseline)
-    # Lag of what arrives in each second after the outage tells whether the queue ahead of it
-    # has drained (a shard is processed in order).
-    after = items.loc[items["accepted_at_ms"] >= end]
-    bins = np.floor((after["accepted_at_ms"] - end) / 1000)
-    bin_lag = lag[after.index].groupby(bins).median()
-    lag_ok_from = _first_stable(
-        bin_lag.index.to_numpy(dtype=np.float64), bin_lag.to_numpy() <= threshold
-    )
     # Backlog sampled at whole seconds after the outage, against its pre-outage peak.
     before_backlog = trial_backlog.loc[trial_backlog["at_ms"] < start, "backlog"]
     limit = (float(before_backlog.max()) if len(before_backlog) else 0.0) + tolerance.backlog_slack
     later = trial_backlog.loc[trial_backlog["at_ms"] >= end]
     backlog_ok_from = _first_stable(
         np.ceil((later["at_ms"].to_numpy() - end) / 1000), later["backlog"].to_numpy() <= limit
+    )
+    # Lag of what arrives in each second after the outage tells whether the queue ahead of it
+    # has drained (a shard is processed in order). When the load ended before the backlog
+    # drained, nothing arrived afterwards to check and the drained backlog decides alone.
+    after = items.loc[items["accepted_at_ms"] >= end]
+    bins = np.floor((after["accepted_at_ms"] - end) / 1000)
+    bin_lag = lag[after.index].groupby(bins).median()
+    bin_times = bin_lag.index.to_numpy(dtype=np.float64)
+    lag_checked = bool(len(bin_times)) and (
+        math.isnan(backlog_ok_from) or bool((bin_times >= backlog_ok_from).any())
+    )
+    lag_ok_from = (
+        _first_stable(bin_times, bin_lag.to_numpy() <= threshold)
+        if lag_checked
+        else backlog_ok_from
     )
     recovered_at = (
         math.nan
@@ -235,6 +253,7 @@ def _storage_first_recovery(
     return {
         "recovery_s": recovered_at,
         "recovered": not math.isnan(recovered_at),
+        "lag_checked": lag_checked,
         "backlog_peak": peak,
         "baseline_lag_ms": baseline,
     }

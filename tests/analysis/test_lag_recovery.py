@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,11 +55,13 @@ def test_recovery_time_matches_queueing_arithmetic(analyses: dict[str, RunAnalys
     storage_first = table.loc[table["variant"] == "storage_first"]
     assert storage_first["recovery_s"].tolist() == pytest.approx([5.0, 5.0], abs=1.0)
     assert storage_first["recovered"].all()
+    assert storage_first["under_load"].all() and storage_first["lag_checked"].all()
     assert table.loc[table["variant"] == "direct", "recovery_s"].tolist() == [0.0, 0.0]
 
 
-def test_never_recovering_backlog_is_reported_as_such() -> None:
-    # A processor slower than the arrival rate never catches up after the outage.
+def test_slow_processor_recovers_only_after_the_load_stops() -> None:
+    # 49/s of processing for 50/s of arrivals never catches up while the load lasts: the
+    # backlog drains only after the load stops, 45 s after the outage ended.
     spec = SyntheticSpec(outage=(10.0, 5.0), drain_rate_per_s=49.0, repetitions=1)
     run = build_run(spec)
     origins = lag.trial_origins(run.server, run.trials)
@@ -66,8 +69,27 @@ def test_never_recovering_backlog_is_reported_as_such() -> None:
     windows = recovery.outage_windows(run.trials)
     table = recovery.recovery_times(run.client, run.server, backlog, windows)
     row = table.loc[table["variant"] == "storage_first"].iloc[0]
+    assert row["recovered"] and not row["lag_checked"] and not row["under_load"]
+    assert row["recovery_s"] > 45
+
+
+def test_never_drained_backlog_is_not_recovered() -> None:
+    run = build_run(SyntheticSpec(outage=(10.0, 5.0), repetitions=1))
+    server = run.server.copy()
+    stuck = (server["variant"] == "storage_first") & (
+        server["accepted_at_ms"] >= run.trials["outage_start_ms"].max()
+    )
+    server.loc[stuck, "status"] = "PENDING"
+    server.loc[stuck, "processed_at_ms"] = np.nan
+    origins = lag.trial_origins(server, run.trials)
+    backlog = lag.backlog_over_time(server, run.parked, origins)
+    windows = recovery.outage_windows(run.trials)
+    table = recovery.recovery_times(run.client, server, backlog, windows)
+    row = table.loc[table["variant"] == "storage_first"].iloc[0]
     assert not row["recovered"]
     assert math.isnan(row["recovery_s"])
+    accounting = recovery.accounting(run.client, server, run.parked).set_index("variant")
+    assert accounting.loc["storage_first", "lost"] == int(stuck.sum())
 
 
 def test_poison_delays_healthy_records_behind_it() -> None:
@@ -111,3 +133,20 @@ def test_drain_after_load_matches_the_queue() -> None:
     assert table["drain_after_load_s"] == pytest.approx(12.2, abs=0.1)
     assert table["backlog_peak"] == pytest.approx(20 * 30, abs=15)
     assert table["peak_at_s"] == pytest.approx(20.0, abs=1.0)
+
+
+def test_recovery_when_the_load_ends_before_the_backlog_drains() -> None:
+    """50/s for 30 s, outage 20..28 s, drain 60/s: 380 queued when the load stops at 30 s,
+    gone 6.3 s later; the backlog is back under its pre-outage peak + 5 at the 9th whole
+    second after the outage. No later arrival exists to check the lag."""
+    spec = SyntheticSpec(
+        stages=((30.0, 50.0),), outage=(20.0, 8.0), drain_rate_per_s=60.0, repetitions=1
+    )
+    run = build_run(spec)
+    origins = lag.trial_origins(run.server, run.trials)
+    backlog = lag.backlog_over_time(run.server, run.parked, origins)
+    windows = recovery.outage_windows(run.trials)
+    table = recovery.recovery_times(run.client, run.server, backlog, windows)
+    row = table.loc[table["variant"] == "storage_first"].iloc[0]
+    assert row["recovered"] and not row["lag_checked"]
+    assert row["recovery_s"] == pytest.approx(9.0, abs=1.0)
