@@ -120,6 +120,8 @@ class TrialLoadResult:
     late_sends: int
     interrupted: bool
     users: int = 0
+    cpu_s: float = 0.0
+    """CPU time the load-generator processes spent from time zero to the end (all workers)."""
     workers: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -231,6 +233,7 @@ def _follow(
         late_sends=int(result["late_sends"]),
         interrupted=bool(result["interrupted"] or stop.is_set()),
         users=int(result["users"]),
+        cpu_s=float(result.get("cpu_s", 0.0)),
         workers=tuple(result["workers"]),
     )
 
@@ -474,6 +477,7 @@ def _drive_local(plan: TrialPlan, record: bool, emit: Emit) -> dict[str, Any]:
     _settle_garbage_collector()
     zero_ms = max(plan.started_at_ms, _now_ms() + START_LEAD_S * 1000.0)
     context.arm(zero_ms, index=0, count=1, seed=plan.seed)
+    cpu_at_zero = time.process_time()
     meter = _ProgressMeter(plan.scenario, zero_ms, emit)
     deadline = _drain_deadline(plan.scenario, context.pacer.zero_monotonic)
     while context.finished_users < user_count and time.monotonic() < deadline:
@@ -497,6 +501,7 @@ def _drive_local(plan: TrialPlan, record: bool, emit: Emit) -> dict[str, Any]:
         "interrupted": bool(stopping),
         "users": user_count,
         "workers": [worker],
+        "cpu_s": time.process_time() - cpu_at_zero,
     }
 
 
@@ -576,6 +581,7 @@ def _drive_master(
         )
         zero_ms = max(plan.started_at_ms, _now_ms() + max(START_LEAD_S, 0.5) * 1000.0)
         runner.send_message(_GO, {"zero_ms": zero_ms})
+        cpu_at_go = time.process_time()
         zero_monotonic = time.monotonic() + (zero_ms - _now_ms()) / 1000.0
         deadline = _drain_deadline(plan.scenario, zero_monotonic) + 5.0
         meter = _ProgressMeter(plan.scenario, zero_ms, emit)
@@ -592,6 +598,7 @@ def _drive_master(
         runner.quit()
         if recorder is not None:
             recorder.flush()
+        master_cpu_s = time.process_time() - cpu_at_go
     finally:
         for child in children:
             try:
@@ -613,6 +620,7 @@ def _drive_master(
         "interrupted": bool(stopping),
         "users": per_worker * total,
         "workers": names,
+        "cpu_s": master_cpu_s + sum(float(report.get("cpu_s", 0.0)) for report in done.values()),
     }
 
 
@@ -665,6 +673,7 @@ def _serve_one_trial(master_host: str, master_port: int) -> None:
             count=assignment["count"],
             seed=plan.seed,
         )
+        assignment["cpu_at_go"] = time.process_time()
         gevent.spawn(finish)
 
     def finish() -> None:
@@ -677,7 +686,12 @@ def _serve_one_trial(master_host: str, master_port: int) -> None:
             context.recorder.flush()
         # Same connection as the rows: the master receives every batch before this message.
         late = context.pacer.late if context.pacer is not None else 0
-        report = {"counted": context.counted, "rows": context.recorded, "late": late}
+        report = {
+            "counted": context.counted,
+            "rows": context.recorded,
+            "late": late,
+            "cpu_s": time.process_time() - assignment["cpu_at_go"],
+        }
         runner.send_message(_DONE, {"worker": context.worker, **report})
 
     def on_stop(environment: Any, msg: Any, **_: Any) -> None:

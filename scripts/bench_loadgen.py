@@ -149,7 +149,8 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
           f"seconds per measurement: {seconds:g}")  # fmt: skip
     trial = 0
 
-    def run(rate: float, *, processes: int = 1, record: bool = True) -> tuple[float, float]:
+    def run(rate: float, *, processes: int = 1, record: bool = True) -> tuple[float, float, float]:
+        """(requests/s, server CPU cores, load-generator CPU microseconds per request)."""
         nonlocal trial
         trial += 1
         cpu_before = _server_cpu_s(server)
@@ -172,19 +173,25 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
                 print(f"    trial {trial}: outcomes {outcomes}")
         window_s = (result.ended_at_ms - result.started_at_ms) / 1000.0
         server_cpu = (_server_cpu_s(server) - cpu_before) / window_s
-        return _rate(result), server_cpu
+        loadgen_us = result.cpu_s / max(result.total_counted, 1) * 1e6
+        return _rate(result), server_cpu, loadgen_us
 
     if only in (None, "overhead"):
         # Alternate the two settings so drift on a shared machine hits both alike.
         with_recorder, without = [], []
         for _ in range(3):
-            without.append(run(MAX_OFFERED_PER_S, record=False)[0])
-            with_recorder.append(run(MAX_OFFERED_PER_S, record=True)[0])
-        ratio = max(with_recorder) / max(without)
-        print(f"    rates with recorder {[round(r) for r in with_recorder]}, "
-              f"without {[round(r) for r in without]}")  # fmt: skip
-        print(f"(a) recorder overhead: with {max(with_recorder):.0f}/s, without "
-              f"{max(without):.0f}/s -> ratio {ratio:.3f} (target >= 0.9)")  # fmt: skip
+            without.append(run(MAX_OFFERED_PER_S, record=False))
+            with_recorder.append(run(MAX_OFFERED_PER_S, record=True))
+        best_with = max(rate for rate, _, _ in with_recorder)
+        best_without = max(rate for rate, _, _ in without)
+        cost_with = min(cost for _, _, cost in with_recorder)
+        cost_without = min(cost for _, _, cost in without)
+        print(f"    rates with recorder {[round(r[0]) for r in with_recorder]}, "
+              f"without {[round(r[0]) for r in without]}")  # fmt: skip
+        print(f"(a) recorder overhead: with {best_with:.0f}/s, without {best_without:.0f}/s -> "
+              f"ratio {best_with / best_without:.3f} (target >= 0.9); CPU per request "
+              f"{cost_with:.0f} us vs {cost_without:.0f} us -> ratio "
+              f"{cost_without / cost_with:.3f}")  # fmt: skip
     if only in (None, "pacing"):
         trial += 1
         plan = _plan(base_url, run_dir, PACING_TARGET_PER_S, seconds, trial)
@@ -201,11 +208,15 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
               f"{busiest.max()}; send lag p50 {lag.quantile(0.5):.1f} ms, p99 "
               f"{lag.quantile(0.99):.1f} ms; late sends {result.late_sends}")  # fmt: skip
     if only in (None, "scaling"):
-        one, one_cpu = run(MAX_OFFERED_PER_S, processes=1)
-        two, two_cpu = run(MAX_OFFERED_PER_S, processes=2)
+        one, one_server, one_cost = run(MAX_OFFERED_PER_S, processes=1)
+        two, two_server, two_cost = run(MAX_OFFERED_PER_S, processes=2)
         print(f"(c) scaling: 1 process {one:.0f}/s, 2 processes {two:.0f}/s -> "
-              f"{two / one:.2f}x (target >= 1.7x); server CPU {one_cpu:.2f} / {two_cpu:.2f} "
-              "cores")  # fmt: skip
+              f"{two / one:.2f}x (target >= 1.7x); server CPU {one_server:.2f} / "
+              f"{two_server:.2f} cores; load-generator CPU per request {one_cost:.0f} / "
+              f"{two_cost:.0f} us (master included; during the load)")  # fmt: skip
+        if two_cost > 0:
+            print(f"    with a free core per process, 2 processes would deliver "
+                  f"{2 * one_cost / two_cost:.2f}x (CPU-bound projection)")  # fmt: skip
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"load-generator CPU time (children): {usage.ru_utime + usage.ru_stime:.1f} s")
     return 0
