@@ -139,19 +139,21 @@ def stage_processes(stage_pid: int) -> list[psutil.Process]:
 
 
 def sample_memory(stage_pid: int) -> dict[str, float]:
-    """Resident MB of the stage, by kind of process, and in total."""
+    """Resident MB of the stage, by kind of process, and in total (RSS counts pages the
+    environments share with their fork server once per process: an upper bound)."""
     sample = {"stage_process": 0.0, "dynamodb_local": 0.0, "lambda_environments": 0.0}
     for process in stage_processes(stage_pid):
         try:
             rss_mb = process.memory_info().rss / 2**20
             command = " ".join(process.cmdline())
+            parent = process.ppid()
         except psutil.NoSuchProcess:
             continue
         if "DynamoDBLocal.jar" in command:
             sample["dynamodb_local"] += rss_mb
-        elif "lambda_worker" in command:
+        elif parent != stage_pid:  # forked by the stage's fork server: an environment
             sample["lambda_environments"] += rss_mb
-        else:
+        else:  # the stage itself, its fork server and multiprocessing's resource tracker
             sample["stage_process"] += rss_mb
     sample["total"] = sum(sample.values())
     return sample

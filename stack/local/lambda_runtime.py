@@ -1,13 +1,14 @@
 """Lambda, locally: execution environments as separate processes, one event at a time each.
 
-A :class:`LocalFunction` keeps a pool of environments (``python -m stack.local.lambda_worker``
-processes). An invocation takes an idle environment or starts a new one (a cold start: the
-handler module is imported and the import timed as InitDuration); when ``concurrency``
-environments are all busy the call is throttled at once, like Lambda's 429
-TooManyRequestsException. A handler over its timeout is killed and its environment discarded
-(the next invocation starts a new one). A handler that fails to import fails every invocation
-with ``Runtime.ImportModuleError`` and leaves everything else serving. An environment that dies
-mid-invocation (SIGKILL, ``sys.exit``) fails that invocation with ``Runtime.ExitError``.
+A :class:`LocalFunction` keeps a pool of environments (processes forked from a fork server
+that has the SDK imported; see :mod:`stack.local.lambda_worker`). An invocation takes an idle
+environment or starts a new one (a cold start: the handler module is imported and the import
+timed as InitDuration); when ``concurrency`` environments are all busy the call is throttled
+at once, like Lambda's 429 TooManyRequestsException. A handler over its timeout is killed and
+its environment discarded (the next invocation starts a new one). A handler that fails to
+import fails every invocation with ``Runtime.ImportModuleError`` and leaves everything else
+serving. An environment that dies mid-invocation (SIGKILL, ``sys.exit``) fails that
+invocation with ``Runtime.ExitError``.
 
 What CloudWatch would record goes to the :class:`~stack.local.metrics.MetricsLog`:
 Invocations, Duration, InitDuration, ColdStart, Errors, Throttles, Timeouts,
@@ -18,22 +19,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
+import multiprocessing
 import os
 import secrets
-import select
 import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from asyncbench.paths import PROJECT_ROOT
+from stack.local.lambda_worker import PRELOAD_MODULES, serve_environment
 from stack.local.metrics import MetricsLog
 
 __all__ = ["INIT_TIMEOUT_S", "Invocation", "LocalFunction"]
@@ -42,6 +47,50 @@ __all__ = ["INIT_TIMEOUT_S", "Invocation", "LocalFunction"]
 # loaded 2-core machine) comes on top, so the runtime allows a little more before giving up.
 INIT_TIMEOUT_S = 10.0
 INTERPRETER_START_ALLOWANCE_S = 5.0
+
+# Environments are forked from one fork server per stage process (started on first use), with
+# the SDK already imported: see stack.local.lambda_worker. Environments never share state: each
+# is a fresh fork, and the fork server itself never runs a handler.
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(PRELOAD_MODULES)
+
+
+class _EnvironmentPopen(popen_forkserver.Popen):
+    """multiprocessing's fork-server launch, minus re-importing the parent's ``__main__``.
+
+    A Lambda environment must not run whatever script started the stage (pytest, a benchmark,
+    ``python -c``); stdlib children do, to find pickled functions defined there. Our target
+    lives in an importable module, so the main-module keys are dropped from the preparation
+    data (the rest of ``_launch`` is the stdlib's, unchanged since Python 3.4).
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_name", None)
+        prep_data.pop("init_main_from_path", None)
+        buffer = io.BytesIO()
+        context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buffer)
+            reduction.dump(process_obj, buffer)
+        finally:
+            context.set_spawning_popen(None)
+        passed_fds = self._fds  # type: ignore[attr-defined]
+        self.sentinel, write_end = forkserver.connect_to_new_process(passed_fds)
+        parent_write_end = os.dup(write_end)
+        close_fds = util.close_fds  # type: ignore[attr-defined]
+        self.finalizer = util.Finalize(self, close_fds, (parent_write_end, self.sentinel))
+        with open(write_end, "wb", closefd=True) as stream:
+            stream.write(buffer.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _EnvironmentProcess(context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _EnvironmentPopen(process_obj)
+
+
 PYTHON_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 LOCAL_ACCOUNT = "000000000000"
 
@@ -70,61 +119,50 @@ class _EnvironmentDied(Exception):
 
 
 class _Environment:
-    """One worker process and the line-oriented pipe to it."""
+    """One environment process and the connection to it."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: BaseProcess, connection: Connection) -> None:
         self.process = process
-        self.pid = process.pid
-        assert process.stdin is not None and process.stdout is not None
-        self._stdin: IO[bytes] = process.stdin
-        self._stdout_fd = process.stdout.fileno()
-        self._buffer = b""
+        self.connection = connection
+        self.pid: int = process.pid or 0
+
+    def alive(self) -> bool:
+        return self.process.exitcode is None and self.process.is_alive()
 
     def send(self, message: Mapping[str, Any]) -> None:
         try:
-            self._stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-            self._stdin.flush()
-        except (BrokenPipeError, ValueError, OSError) as error:
+            self.connection.send_bytes(json.dumps(message, separators=(",", ":")).encode())
+        except (OSError, ValueError) as error:
             raise _EnvironmentDied(str(error)) from None
 
     def receive(self, deadline: float) -> dict[str, Any] | None:
         """The next message, or None when the deadline (time.monotonic) passes first."""
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        try:
+            if not self.connection.poll(max(0.0, deadline - time.monotonic())):
                 return None
-            ready, _, _ = select.select([self._stdout_fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(self._stdout_fd, 1 << 16)
-            if not chunk:
-                raise _EnvironmentDied("closed its pipe")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
+            message: dict[str, Any] = json.loads(self.connection.recv_bytes())
+        except (EOFError, OSError) as error:
+            raise _EnvironmentDied(str(error) or "closed its connection") from None
         return message
 
     def exit_description(self) -> str:
         """How the process ended, in the words of Lambda's Runtime.ExitError."""
-        try:
-            code = self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        self.process.join(timeout=2)
+        if self.process.exitcode is None:
             self.kill()
-            code = self.process.returncode
+        code = self.process.exitcode
         if code is not None and code < 0:
             name = signal.Signals(-code).name.removeprefix("SIG").lower()
             return f"signal: {'killed' if name == 'kill' else name}"
         return f"exit status {code}"
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        with contextlib.suppress(ValueError):  # already closed
+            if self.process.exitcode is None:
+                self.process.kill()
+            self.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.connection.close()
 
 
 class LocalFunction:
@@ -158,10 +196,10 @@ class LocalFunction:
         self._metrics = metrics
         self._code_dir = Path(code_dir) if code_dir is not None else PROJECT_ROOT
         self._environment = dict(environment)
-        self._log: IO[bytes] | None = None
+        self._log_path: str | None = None
         if log_path is not None:
             Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-            self._log = Path(log_path).open("ab")  # noqa: SIM115 - closed by close()
+            self._log_path = str(log_path)
         self._lock = threading.Lock()
         self._idle: list[_Environment] = []
         self._busy: set[_Environment] = set()
@@ -211,7 +249,7 @@ class LocalFunction:
         finally:
             with self._lock:
                 self._busy.discard(environment)
-                alive = environment.process.poll() is None
+                alive = environment.alive()
                 if alive and not self._closed:
                     self._idle.append(environment)
             if not alive or self._closed:
@@ -225,8 +263,6 @@ class LocalFunction:
             self._idle.clear()
         for environment in environments:
             environment.kill()
-        if self._log is not None:
-            self._log.close()
 
     def __enter__(self) -> LocalFunction:
         return self
@@ -237,7 +273,6 @@ class LocalFunction:
     # ---------------------------------------------------------------------------- private
     def _worker_environment(self) -> dict[str, str]:
         code_dir = str(self._code_dir)
-        python_path = [code_dir] + ([str(PROJECT_ROOT)] if code_dir != str(PROJECT_ROOT) else [])
         region = self._environment.get("AWS_REGION") or self._environment.get(
             "AWS_DEFAULT_REGION", "us-east-1"
         )
@@ -246,7 +281,6 @@ class LocalFunction:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            "PYTHONPATH": os.pathsep.join(python_path),
             # Never reach for EC2 instance metadata: the local stage talks to 127.0.0.1 only.
             "AWS_EC2_METADATA_DISABLED": "true",
             **self._environment,
@@ -263,21 +297,20 @@ class LocalFunction:
             "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
             "_HANDLER": self.handler,
             "ASYNCBENCH_FUNCTION_ARN": self.arn,
-            "ASYNCBENCH_RUNTIME_PID": str(os.getpid()),
         }
 
     def _cold_start(self, request_id: str) -> tuple[_Environment, float] | Invocation:
         """Start an environment and run its init phase; an Invocation when init failed."""
-        process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "stack.local.lambda_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=self._worker_environment(),
-            cwd=self._code_dir,
-            close_fds=True,
+        ours, theirs = _CONTEXT.Pipe(duplex=True)
+        process = _EnvironmentProcess(
+            target=serve_environment,
+            args=(theirs, self._worker_environment(), str(self._code_dir), self._log_path),
+            name=f"lambda:{self.name}",
+            daemon=True,
         )
-        environment = _Environment(process)
+        process.start()
+        theirs.close()
+        environment = _Environment(process, ours)
         failure: Invocation | None = None
         init_ms: float | None = None
         try:

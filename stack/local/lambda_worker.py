@@ -1,17 +1,20 @@
-"""One Lambda execution environment: a separate process that runs one event at a time.
+"""One Lambda execution environment: a process that runs one event at a time.
 
-Started by :mod:`stack.local.lambda_runtime` as ``python -u -m stack.local.lambda_worker``. It
-imports the handler named in ``_HANDLER`` (the init phase, timed), then speaks JSON lines:
-requests on stdin, responses on a private copy of the original stdout. The handler's own
-``print`` output goes to stderr (the function's log), so it can never corrupt the protocol.
+:mod:`stack.local.lambda_runtime` starts each environment with :func:`serve_environment`, forked
+from a fork server that has already imported boto3 (as the Lambda Python runtime ships it), so
+a cold start costs a fork plus the handler's own import, not a whole interpreter start-up: on a
+2-core machine ten simultaneous interpreter start-ups would otherwise take seconds and throttle
+everything behind them. The environment variables are replaced by the function's, the task
+root goes first on ``sys.path``, and stdout/stderr go to the function's log.
 
-Messages (one JSON object per line):
+It imports the handler named in ``_HANDLER`` (the init phase, timed), then speaks JSON
+messages over a :class:`multiprocessing.connection.Connection`:
 
-- worker -> runtime, once: ``{"type": "ready", "init_duration_ms": F}`` or
+- environment -> runtime, once: ``{"type": "ready", "init_duration_ms": F}`` or
   ``{"type": "init_error", "init_duration_ms": F, "error": {errorType, errorMessage, stackTrace}}``
-- runtime -> worker: ``{"request_id": S, "event": ANY, "deadline_ms": EPOCH_MS}``
-- worker -> runtime: ``{"type": "result", "ok": true, "payload": ANY, "duration_ms": F}`` or
-  ``{"type": "result", "ok": false, "error": {...}, "duration_ms": F}``
+- runtime -> environment: ``{"request_id": S, "event": ANY, "deadline_ms": EPOCH_MS}``
+- environment -> runtime: ``{"type": "result", "ok": true, "payload": ANY, "duration_ms": F}``
+  or ``{"type": "result", "ok": false, "error": {...}, "duration_ms": F}``
 
 Error types follow the AWS Python runtime: ``Runtime.ImportModuleError`` (the module or one of its
 imports fails), ``Runtime.UserCodeSyntaxError``, ``Runtime.HandlerNotFound``,
@@ -28,9 +31,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from multiprocessing.connection import Connection
+from typing import Any
 
-__all__ = ["LambdaContext", "load_handler", "main"]
+__all__ = ["PRELOAD_MODULES", "LambdaContext", "load_handler", "serve_environment"]
+
+# What the fork server imports once for every environment: the runtime's own modules and the
+# SDK the Lambda Python runtime provides.
+PRELOAD_MODULES = ["stack.local.lambda_worker", "boto3", "botocore.session", "botocore.client"]
 
 # How often the watchdog checks that the runtime that started us is still alive.
 PARENT_CHECK_INTERVAL_S = 0.5
@@ -93,17 +101,16 @@ def load_handler(handler: str) -> Callable[[Any, LambdaContext], Any]:
 
 
 def _watch_parent(parent_pid: int) -> None:
-    # A worker busy in a handler never reads stdin, so it would not see its runtime die;
-    # this thread makes sure no environment outlives the stage.
+    # An environment busy in a handler never reads its connection, so it would not see the
+    # stage die; its parent, the fork server, exits with the stage, and this thread notices.
     while True:
         if os.getppid() != parent_pid:
             os._exit(137)
         time.sleep(PARENT_CHECK_INTERVAL_S)
 
 
-def _send(out: IO[bytes], message: dict[str, Any]) -> None:
-    out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-    out.flush()
+def _send(connection: Connection, message: dict[str, Any]) -> None:
+    connection.send_bytes(json.dumps(message, separators=(",", ":")).encode())
 
 
 def _error(error: BaseException, error_type: str | None = None) -> dict[str, Any]:
@@ -147,12 +154,27 @@ def _invoke(
     return message
 
 
-def main() -> None:
-    # Keep the original stdout for the protocol; point fd 1 at stderr for the handler's prints.
-    protocol = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    parent_pid = int(os.environ.get("ASYNCBENCH_RUNTIME_PID", os.getppid()))
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+def _become_environment(environment: dict[str, str], code_dir: str, log_path: str | None) -> None:
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(code_dir)
+    sys.path.insert(0, code_dir)
+    if log_path is not None:
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+
+
+def serve_environment(
+    connection: Connection, environment: dict[str, str], code_dir: str, log_path: str | None
+) -> None:
+    """The environment's life: become the function's process, init, then serve events."""
+    _become_environment(environment, code_dir, log_path)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
 
     started = time.perf_counter()
     try:
@@ -160,13 +182,13 @@ def main() -> None:
     except InitError as error:
         init_ms = (time.perf_counter() - started) * 1000
         print(f"[ERROR] {error.error['errorType']}: {error}", file=sys.stderr)
-        _send(protocol, {"type": "init_error", "init_duration_ms": init_ms, "error": error.error})
+        _send(connection, {"type": "init_error", "init_duration_ms": init_ms, "error": error.error})
         return
-    _send(protocol, {"type": "ready", "init_duration_ms": (time.perf_counter() - started) * 1000})
+    _send(connection, {"type": "ready", "init_duration_ms": (time.perf_counter() - started) * 1000})
 
-    for line in sys.stdin.buffer:
-        _send(protocol, _invoke(handler, json.loads(line)))
-
-
-if __name__ == "__main__":
-    main()
+    while True:
+        try:
+            request = json.loads(connection.recv_bytes())
+        except (EOFError, OSError):
+            return  # the runtime closed the connection: the environment shuts down
+        _send(connection, _invoke(handler, request))
