@@ -45,6 +45,9 @@ class StageSide(Protocol):
     source: str
     """Metrics source label: 'local' or 'cloudwatch'."""
 
+    def check(self) -> None:
+        """Raise an AsyncbenchError saying what to do if the stage's tables cannot be read."""
+
     def begin_trial(self) -> None:
         """Remember where the failure destination stands, so only this trial's records count."""
 

@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from botocore.exceptions import ClientError, NoCredentialsError
 
+from asyncbench.errors import StackNotDeployedError
 from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
 from stack.endpoints import Endpoints
 from stack.outputs import AWS_RESOURCES_KEY
@@ -126,6 +128,23 @@ class AwsStageSide:
         self.cloudwatch = session.client("cloudwatch")
         destination = endpoints.variants.get("storage_first")
         self.queue_url = destination.failure_destination if destination else None
+
+    def check(self) -> None:
+        """Before the run: credentials work and both tables exist, else say what to do."""
+        for name, endpoint in self.endpoints.variants.items():
+            try:
+                self.dynamodb.describe_table(TableName=endpoint.table)
+            except NoCredentialsError:
+                raise StackNotDeployedError(
+                    "no AWS credentials; configure a profile (AWS_PROFILE) or environment "
+                    "credentials for the account the stacks are deployed in"
+                ) from None
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code", "")
+                raise StackNotDeployedError(
+                    f"the {name} table {endpoint.table} cannot be read in {self.endpoints.region} "
+                    f"({code}); run `asyncbench deploy` or check the endpoints file"
+                ) from None
 
     def begin_trial(self) -> None:
         """Nothing to mark: SQS messages are deleted as they are read."""

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from asyncbench.errors import EndpointsError
+from asyncbench.errors import EndpointsError, LocalStageError
 from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
 from stack.endpoints import Endpoints
 
@@ -67,8 +69,14 @@ class JsonLinesTail:
 
 def local_clients(endpoint_url: str) -> tuple[Any, Any]:
     """DynamoDB and DynamoDB Streams clients for DynamoDB Local."""
-    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url, **_LOCAL_CREDENTIALS)
-    streams = boto3.client("dynamodbstreams", endpoint_url=endpoint_url, **_LOCAL_CREDENTIALS)
+    # A stage that is down should fail fast, not after boto3's retries with back-off.
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2})
+    dynamodb = boto3.client(
+        "dynamodb", endpoint_url=endpoint_url, config=config, **_LOCAL_CREDENTIALS
+    )
+    streams = boto3.client(
+        "dynamodbstreams", endpoint_url=endpoint_url, config=config, **_LOCAL_CREDENTIALS
+    )
     return dynamodb, streams
 
 
@@ -91,6 +99,18 @@ class LocalStageSide:
         metrics_log = endpoints.extra.get("metrics_log")
         self.metrics_log = JsonLinesTail(Path(metrics_log) if metrics_log else None)
         self._metrics_marked = False
+
+    def check(self) -> None:
+        """Before the run: both tables answer, else the stage is down (stale endpoints file)."""
+        for name, endpoint in self.endpoints.variants.items():
+            try:
+                self.dynamodb.describe_table(TableName=endpoint.table)
+            except (BotoCoreError, ClientError) as error:
+                raise LocalStageError(
+                    f"the local stage's {name} table {endpoint.table} cannot be read at "
+                    f"{self.endpoints.dynamodb_endpoint} ({type(error).__name__}); "
+                    "is the stage up? run `asyncbench local up`"
+                ) from None
 
     def begin_trial(self) -> None:
         self.failures.mark()

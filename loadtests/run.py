@@ -174,9 +174,10 @@ def execute_run(
     if run_dir.exists():
         raise RunError(f"run folder {run_dir} already exists; choose another --out")
     plan = plan_trials(request.repetitions, request.seed, list(request.endpoints.variants))
+    side = side_factory(request.endpoints, run_id)
+    side.check()  # a stage that is down fails here, before a run folder exists
     folder = _RunFolder(run_dir, _base_manifest(request, run_id, plan, started_ms))
     display.message(f"run {run_id}: {len(plan)} trials, seed {request.seed}, into {run_dir}")
-    side = side_factory(request.endpoints, run_id)
     # Per variant: request id -> trial of every item collected so far in the run.
     collected: dict[str, dict[str, int]] = {variant: {} for variant in request.endpoints.variants}
     windows: list[TrialWindow] = []

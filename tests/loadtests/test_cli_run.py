@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,33 @@ def test_run_with_an_unknown_scenario_fails_in_one_line(
 ) -> None:
     assert main(["run", "--scenario", "no-such-scenario"]) == 2
     assert "no-such-scenario" in capsys.readouterr().err
+
+
+def test_run_against_a_stage_that_is_down_fails_before_any_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "endpoints.json"
+    url = f"http://127.0.0.1:{port}"
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "target": "local",
+                "region": "local",
+                "variants": {
+                    "direct": {"base_url": f"{url}/direct", "table": "t-direct"},
+                    "storage_first": {"base_url": f"{url}/storage-first", "table": "t-sf"},
+                },
+                "dynamodb_endpoint": url,
+            }
+        )
+    )
+    out = tmp_path / "runs"
+    args = ["run", "--scenario", "baseline", "--endpoints", str(path), "--out", str(out)]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "asyncbench local up" in error[0]
+    assert not out.exists()

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
+from asyncbench.errors import StackNotDeployedError
 from loadtests import collect_aws
 from loadtests.collect import TrialWindow, collect_trial
 from loadtests.collect_aws import AwsStageSide, metric_queries
@@ -237,3 +238,10 @@ def test_metric_queries_skip_resources_without_names() -> None:
     bare = Endpoints(target="aws", region=REGION, variants=endpoints.variants)
     bare_names = {spec.name for spec, _, _ in metric_queries(bare, "direct")[1].values()}
     assert bare_names == {"ConsumedWriteCapacityUnits", "WriteThrottleEvents"}
+
+
+def test_check_names_a_missing_table(aws: None) -> None:
+    _table("tbl-direct")
+    side = AwsStageSide(_endpoints("https://sqs/queue"), RUN)
+    with pytest.raises(StackNotDeployedError, match=r"tbl-sf .*asyncbench deploy"):
+        side.check()

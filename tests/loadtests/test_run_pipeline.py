@@ -46,6 +46,9 @@ class FakeStage:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {"direct": {}, "storage_first": {}}
         self.begun = 0
 
+    def check(self) -> None:
+        pass
+
     def begin_trial(self) -> None:
         self.begun += 1
 
