@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asyncbench.errors import LocalStageError
 from stack.config import StackConfig
@@ -97,6 +98,17 @@ def already_running_error(state: StageState) -> LocalStageError:
         f"the local stage is already running (pid {state.pid}, endpoints {state.endpoints_path}); "
         "run `asyncbench local down` first"
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise LocalStageError(
+                f"the local API gateway cannot listen on {host}:{port} ({error.strerror}); "
+                "choose another port with --port (0 picks a free one) or stop what uses it"
+            ) from None
 
 
 class LocalStage:
@@ -235,6 +247,8 @@ class LocalStage:
         from stack.local.gateway import Gateway
 
         settings, config = self.settings, self.config
+        if settings.gateway_port:
+            _check_port_free(settings.host, settings.gateway_port)  # before the slow JVM start
         settings.stage_dir.mkdir(parents=True, exist_ok=True)
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(settings.metrics_log_path)
@@ -292,7 +306,9 @@ class LocalStage:
         self.event_source_mapping = EventSourceMapping(
             dynamodb_endpoint=self.dynamodb_endpoint,
             stream_arn=stream_arn,
-            function=self.functions["storage_first"],
+            # cast: the mapping's InvocationResult protocol declares settable attributes, which a
+            # frozen Invocation cannot satisfy for mypy; the fields it reads are all there.
+            function=cast(Any, self.functions["storage_first"]),
             config=config,
             failure_destination=settings.failure_destination_path,
             metrics=self.metrics,

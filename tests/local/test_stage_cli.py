@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -189,4 +190,18 @@ def test_a_sigkilled_stage_leaves_no_orphan(tmp_path: Path):
     wait_gone([stage_pid, *children])
     status = asyncbench(tmp_path, "status")
     assert status.returncode == 3  # the dead stage's state file is recognised and removed
+    assert not (tmp_path / "local-stage.json").exists()
+
+
+def test_gateway_port_in_use_is_one_line_before_anything_starts(tmp_path: Path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        up = asyncbench(tmp_path, "up", "--port", str(port))
+    assert up.returncode == 2 and up.stdout == ""
+    assert up.stderr.strip() == (
+        f"asyncbench: error: the local API gateway cannot listen on 127.0.0.1:{port} (Address "
+        "already in use); choose another port with --port (0 picks a free one) or stop what uses it"
+    )
     assert not (tmp_path / "local-stage.json").exists()
