@@ -182,7 +182,8 @@ def test_a_server_stall_shows_in_latency_from_intended_time(api: FakeApi, tmp_pa
     assert (late["latency_from_intended_ms"] > late["latency_ms"] + 10).all()
 
 
-def test_stop_ends_the_trial_cleanly(api: FakeApi, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_stop_ends_the_trial_cleanly(api: FakeApi, tmp_path: Path, processes: int) -> None:
     plan = _plan(api, tmp_path, (30, 50))
     stop = threading.Event()
 
@@ -191,8 +192,8 @@ def test_stop_ends_the_trial_cleanly(api: FakeApi, tmp_path: Path) -> None:
             stop.set()
 
     started = time.monotonic()
-    result = drive_trial(plan, progress=on_progress, stop=stop)
-    assert time.monotonic() - started < 15
+    result = drive_trial(plan, processes=processes, progress=on_progress, stop=stop)
+    assert time.monotonic() - started < 20
     assert result.interrupted
     rows = read_table(tmp_path, CLIENT)
     assert 50 <= len(rows) == result.total_counted == api.received < 1500
