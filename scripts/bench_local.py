@@ -142,9 +142,12 @@ def sample_memory(stage_pid: int) -> dict[str, float]:
     """Resident MB of the stage, by kind of process, and in total (RSS counts pages the
     environments share with their fork server once per process: an upper bound)."""
     sample = {"stage_process": 0.0, "dynamodb_local": 0.0, "lambda_environments": 0.0}
+    pss_mb = 0.0
     for process in stage_processes(stage_pid):
         try:
             rss_mb = process.memory_info().rss / 2**20
+            # PSS splits shared pages among the processes sharing them: the honest total.
+            pss_mb += getattr(process.memory_full_info(), "pss", 0) / 2**20
             command = " ".join(process.cmdline())
             parent = process.ppid()
         except psutil.NoSuchProcess:
@@ -156,6 +159,7 @@ def sample_memory(stage_pid: int) -> dict[str, float]:
         else:  # the stage itself, its fork server and multiprocessing's resource tracker
             sample["stage_process"] += rss_mb
     sample["total"] = sum(sample.values())
+    sample["total_pss"] = pss_mb
     return sample
 
 
@@ -165,12 +169,35 @@ def memory_figures(bench: Bench) -> Figures:
     peak = max(bench.memory_samples_mb, key=lambda sample: sample["total"])
     return {
         "peak_resident_total_mb": round(peak["total"], 1),
+        "peak_proportional_total_mb": round(
+            max(sample["total_pss"] for sample in bench.memory_samples_mb), 1
+        ),
         "at_peak_dynamodb_local_mb": round(peak["dynamodb_local"], 1),
         "at_peak_stage_process_mb": round(peak["stage_process"], 1),
         "at_peak_lambda_environments_mb": round(peak["lambda_environments"], 1),
         "budget_mb": 1536,
         "within_budget": str(peak["total"] < 1536),
     }
+
+
+@figure("lambda")
+def lambda_figures(bench: Bench) -> Figures:
+    """What the local Lambda runtime recorded (the stage's metrics log)."""
+    path = Path(bench.endpoints.extra["metrics_log"])
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    figures: Figures = {}
+    for variant in ("direct", "storage_first"):
+        mine = [row for row in rows if row["variant"] == variant]
+        inits = [row["value"] for row in mine if row["metric"] == "InitDuration"]
+        durations = [row["value"] for row in mine if row["metric"] == "Duration"]
+        figures[f"{variant}_cold_starts"] = len(inits)
+        figures[f"{variant}_init_p50_ms"] = round(percentile(inits, 50), 1)
+        figures[f"{variant}_duration_p50_ms"] = round(percentile(durations, 50), 1)
+        figures[f"{variant}_throttles"] = sum(row["metric"] == "Throttles" for row in mine)
+        figures[f"{variant}_max_concurrent"] = max(
+            (row["value"] for row in mine if row["metric"] == "ConcurrentExecutions"), default=0
+        )
+    return figures
 
 
 @figure("client_latency")
