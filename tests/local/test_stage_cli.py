@@ -205,3 +205,31 @@ def test_gateway_port_in_use_is_one_line_before_anything_starts(tmp_path: Path):
         "already in use); choose another port with --port (0 picks a free one) or stop what uses it"
     )
     assert not (tmp_path / "local-stage.json").exists()
+
+
+@pytest.mark.slow
+def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path):
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stack.local.cli", "up"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "ASYNCBENCH_STATE_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stage.stdout is not None
+        for line in stage.stdout:  # progress lines, then the endpoints path once it serves
+            if line.strip() == str(tmp_path / "endpoints-local.json"):
+                break
+        state = json.loads((tmp_path / "local-stage.json").read_text())
+        assert state["pid"] == stage.pid and pid_alive(state["dynamodb_pid"])
+        stage.send_signal(signal.SIGINT)
+        _, stderr = stage.communicate(timeout=60)
+    finally:
+        if stage.poll() is None:
+            stage.kill()
+            stage.communicate()
+    assert stage.returncode == 0 and "local stage stopped" in stderr
+    wait_gone([state["dynamodb_pid"]])
+    assert not (tmp_path / "local-stage.json").exists()
