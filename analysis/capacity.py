@@ -21,8 +21,11 @@ __all__ = ["concurrency_at_knee", "knee", "stage_table"]
 
 STAGE_COLUMNS = [
     "variant", "stage", "offered_per_s", "n", "achieved_per_s", "p99_ms", "error_share",
-    "passes", "accepted_per_s", "processed_per_s", "backlog_growth_per_s",
+    "passes", "accepted_per_s", "processed_per_s", "backlog_growth_per_s", "keeps_up",
 ]  # fmt: skip
+# Processing keeps up with a stage when its backlog grows by at most this share of the offered
+# rate (or 1 request/s, whichever is larger): a little growth is requests still in flight.
+KEEP_UP_SHARE = 0.05
 
 
 def stage_table(
@@ -93,6 +96,10 @@ def stage_table(
                 "accepted_per_s": accepted / seconds,
                 "processed_per_s": processed / seconds,
                 "backlog_growth_per_s": (accepted - processed) / seconds,
+                "keeps_up": bool(
+                    (accepted - processed) / seconds
+                    <= max(1.0, KEEP_UP_SHARE * float(group["target_rate_per_s"].median()))
+                ),
             }
         )
     return (
@@ -102,25 +109,34 @@ def stage_table(
     )
 
 
+def _highest_before_first_failure(ordered: pd.DataFrame, ok: pd.Series) -> tuple[float, float]:
+    """(highest offered rate below the first failing stage, first failing rate); NaN if none."""
+    failing = ordered.loc[~ok]
+    first_fail = float(failing["offered_per_s"].iloc[0]) if len(failing) else math.nan
+    good = ordered if math.isnan(first_fail) else ordered.loc[ordered["offered_per_s"] < first_fail]
+    return (float(good["offered_per_s"].max()) if len(good) else math.nan, first_fail)
+
+
 def knee(stages: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: knee_rate_per_s (NaN if even the lowest stage fails), its stage, the first
-    failing rate, and (storage_first) drain_rate_per_s = the highest processed rate seen."""
+    """Per variant: knee_rate_per_s (client view: SLO and errors; NaN if even the lowest stage
+    fails), its stage, the first failing rate, sustained_rate_per_s (the knee where, in
+    addition, processing kept up: for storage_first a 202 is not the end of the work) and
+    drain_rate_per_s = the highest processed rate seen."""
     rows = []
     for variant, group in stages.groupby("variant"):
-        ordered = group.sort_values("offered_per_s")
-        failing = ordered.loc[~ordered["passes"].astype(bool)]
-        first_fail = float(failing["offered_per_s"].iloc[0]) if len(failing) else math.nan
-        good = (
-            ordered
-            if math.isnan(first_fail)
-            else ordered.loc[ordered["offered_per_s"] < first_fail]
-        )
+        ordered = group.sort_values("offered_per_s").reset_index(drop=True)
+        passes = ordered["passes"].astype(bool)
+        knee_rate, first_fail = _highest_before_first_failure(ordered, passes)
+        keeps_up = ordered["keeps_up"].astype(bool) if "keeps_up" in ordered else passes
+        sustained, _ = _highest_before_first_failure(ordered, passes & keeps_up)
+        knee_stage = ordered.loc[ordered["offered_per_s"] == knee_rate, "stage"]
         rows.append(
             {
                 "variant": variant,
-                "knee_rate_per_s": float(good["offered_per_s"].max()) if len(good) else math.nan,
-                "knee_stage": int(good["stage"].iloc[-1]) if len(good) else -1,
+                "knee_rate_per_s": knee_rate,
+                "knee_stage": int(knee_stage.iloc[0]) if len(knee_stage) else -1,
                 "first_failing_rate_per_s": first_fail,
+                "sustained_rate_per_s": sustained,
                 "drain_rate_per_s": float(ordered["processed_per_s"].max()),
             }
         )
@@ -128,7 +144,7 @@ def knee(stages: pd.DataFrame) -> pd.DataFrame:
         rows,
         columns=[
             "variant", "knee_rate_per_s", "knee_stage", "first_failing_rate_per_s",
-            "drain_rate_per_s",
+            "sustained_rate_per_s", "drain_rate_per_s",
         ],
     )  # fmt: skip
 
@@ -136,7 +152,8 @@ def knee(stages: pd.DataFrame) -> pd.DataFrame:
 def concurrency_at_knee(
     knees: pd.DataFrame, metrics: pd.DataFrame, server: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per variant, Little's law at the knee: concurrency = invocations/s x mean duration (s).
+    """Per variant, Little's law at the sustained rate: concurrency = invocations/s x mean
+    duration (s).
     Invocations/s = knee rate / mean batch size (1 for direct). Durations come from the Duration
     metric, else from the items' started->processed time."""
     rows = []
@@ -150,11 +167,13 @@ def concurrency_at_knee(
             source = "items' started->processed"
         batch = metric_mean(metrics, variant, "BatchSize") if variant == "storage_first" else 1.0
         batch = 1.0 if math.isnan(batch) or batch <= 0 else batch
-        invocations = knee_row.knee_rate_per_s / batch
+        # At the sustained rate: above it the processor's concurrency is capped, not needed.
+        rate = float(getattr(knee_row, "sustained_rate_per_s", knee_row.knee_rate_per_s))
+        invocations = rate / batch
         rows.append(
             {
                 "variant": variant,
-                "knee_rate_per_s": knee_row.knee_rate_per_s,
+                "rate_per_s": rate,
                 "mean_batch_size": batch,
                 "invocations_per_s": invocations,
                 "mean_duration_ms": duration_ms,

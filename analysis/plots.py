@@ -184,10 +184,18 @@ def rate_vs_p99_plot(stages: pd.DataFrame, knees: pd.DataFrame, slo_p99_ms: floa
                 group["p99_ms"].to_numpy(dtype=np.float64),
             )
         )
-        knee = knees.loc[knees["variant"] == variant, "knee_rate_per_s"]
-        if len(knee) and np.isfinite(knee.iloc[0]):
-            at = group.loc[group["offered_per_s"] == knee.iloc[0], "p99_ms"]
-            markers.append((float(knee.iloc[0]), float(at.iloc[0]), f"{variant} knee"))
+        row = knees.loc[knees["variant"] == variant]
+        labels = {"knee_rate_per_s": "knee", "sustained_rate_per_s": "keeps up to"}
+        marked: set[float] = set()
+        for column, label in labels.items():
+            if column not in row or not len(row) or not np.isfinite(row[column].iloc[0]):
+                continue
+            rate = float(row[column].iloc[0])
+            if rate in marked:
+                continue
+            marked.add(rate)
+            at = group.loc[group["offered_per_s"] == rate, "p99_ms"]
+            markers.append((rate, float(at.iloc[0]), f"{variant} {label}"))
     return PlotData(
         key="rate_vs_p99",
         title="Offered rate vs p99 latency (knee = highest rate meeting the SLO)",

@@ -188,7 +188,10 @@ def _scenario_blocks(
                 "p",
                 f"Knee = highest offered rate where this and every lower stage keep p99 under "
                 f"{analysis.slo_p99_ms:g} ms and errors under {analysis.error_threshold:.1%}. "
-                "Concurrency by Little's law (invocations/s x mean duration).",
+                "Sustained rate = the same, and processing kept up (storage_first's backlog "
+                "grew by at most 5% of the offered rate): a 202 is not the end of the work. "
+                "Concurrency by Little's law at the sustained rate (invocations/s x mean "
+                "duration).",
             ),
             Block("table", table=analysis.stages),
             Block("table", table=analysis.knees),

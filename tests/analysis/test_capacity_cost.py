@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import capacity, cost
+from analysis import capacity, cost, plots
 from analysis.analyze import RunAnalysis
 from analysis.load import load_prices
 from analysis.metrics import lambda_usage, metric_mean, metric_total
@@ -154,3 +154,22 @@ def test_cloudwatch_metrics_use_the_right_statistics() -> None:
     assert metric_mean(metrics, "direct", "Duration") == 20.0
     assert metric_total(metrics, "direct", "ConsumedWriteCapacityUnits") == 1000.0
     assert metric_total(metrics, "storage_first", "Invocations") is None
+
+
+def test_sustained_rate_is_where_storage_first_processing_keeps_up() -> None:
+    # The API accepts every stage fast, but a 50/s processor falls behind at 80/s.
+    spec = SyntheticSpec(
+        scenario="capacity", stages=((10.0, 10.0), (10.0, 20.0), (10.0, 40.0), (10.0, 80.0)),
+        drain_rate_per_s=50.0, repetitions=1,
+    )  # fmt: skip
+    run = build_run(spec)
+    stages = capacity.stage_table(run.client, run.server, slo_p99_ms=500.0, error_threshold=0.01)
+    flags = stages.set_index(["variant", "stage"])["keeps_up"]
+    assert flags[("storage_first", 2)] and not flags[("storage_first", 3)]
+    knees = capacity.knee(stages).set_index("variant")
+    assert knees.loc["storage_first", "knee_rate_per_s"] == 80.0
+    assert knees.loc["storage_first", "sustained_rate_per_s"] == 40.0
+    assert knees.loc["direct", "sustained_rate_per_s"] == 80.0
+    data = plots.rate_vs_p99_plot(stages, capacity.knee(stages), 500.0)
+    labels = [label for _, _, label in data.markers]
+    assert "storage_first keeps up to" in labels and "storage_first knee" in labels
