@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         down = local(state_dir, "down")
         print(down.stdout.strip().splitlines()[-1] if down.stdout.strip() else down.stderr)
+        print(f"metrics log and stage logs kept in {state_dir / 'local'}")
     return 0
 
 
