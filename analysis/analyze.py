@@ -117,6 +117,7 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
     windows = recovery.outage_windows(run.trials)
     stages = capacity.stage_table(client, server, slo_p99_ms=slo, error_threshold=threshold)
     knees = capacity.knee(stages)
+    window_columns = ["variant", "trial", "stage", "intended_at_ms", "target_rate_per_s"]
     usage = cost.usage(client, server, metrics, run.stack_config)
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
@@ -146,7 +147,12 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         poison=recovery.poison_delay(server, options.tolerance),
         stages=stages,
         knees=knees,
-        concurrency=capacity.concurrency_at_knee(knees, metrics, server),
+        concurrency=capacity.concurrency_at_knee(
+            knees,
+            metrics,
+            server,
+            capacity.stage_windows(latency.headline_rows(client, window_columns)),
+        ),
         usage=usage,
         costs=cost.cost_per_million(usage, options.prices, architecture),
         cost_assumptions=cost.assumptions(options.prices, usage, run.target),

@@ -17,7 +17,7 @@ from analysis.lag import TERMINAL
 from analysis.latency import SUCCESS_OUTCOMES, headline_rows
 from analysis.metrics import metric_mean
 
-__all__ = ["concurrency_at_knee", "knee", "stage_table"]
+__all__ = ["concurrency_at_knee", "knee", "stage_table", "stage_windows"]
 
 STAGE_COLUMNS = [
     "variant", "stage", "offered_per_s", "n", "achieved_per_s", "p99_ms", "error_share",
@@ -26,6 +26,24 @@ STAGE_COLUMNS = [
 # Processing keeps up with a stage when its backlog grows by at most this share of the offered
 # rate (or 1 request/s, whichever is larger): a little growth is requests still in flight.
 KEEP_UP_SHARE = 0.05
+
+
+def stage_windows(client: pd.DataFrame) -> pd.DataFrame:
+    """Each stage's time window per variant and trial: start, end (epoch ms; client wall clock
+    ~ server wall clock) and rate. The last request's own inter-arrival gap belongs to it."""
+    rows = client.loc[client["stage"].notna()]
+    windows = (
+        rows.groupby(["variant", "trial", "stage"], observed=True)
+        .agg(
+            start=("intended_at_ms", "min"),
+            end=("intended_at_ms", "max"),
+            rate=("target_rate_per_s", "median"),
+        )
+        .reset_index()
+    )
+    windows["end"] += 1000 / windows["rate"].where(windows["rate"] > 0)
+    windows["end"] = windows["end"].fillna(windows["start"])
+    return windows
 
 
 def stage_table(
@@ -48,19 +66,7 @@ def stage_table(
     rows = rows.loc[rows["stage"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=STAGE_COLUMNS)
-    # Each stage's window per trial (client wall clock ~ server wall clock, both epoch ms); the
-    # last request's own inter-arrival gap belongs to the stage too.
-    windows = (
-        rows.groupby(["variant", "trial", "stage"], observed=True)
-        .agg(
-            start=("intended_at_ms", "min"),
-            end=("intended_at_ms", "max"),
-            rate=("target_rate_per_s", "median"),
-        )
-        .reset_index()
-    )
-    windows["end"] += 1000 / windows["rate"].where(windows["rate"] > 0)
-    windows["end"] = windows["end"].fillna(windows["start"])
+    windows = stage_windows(rows)
     # Sorted server times per (variant, trial): counting inside a window is two binary searches.
     times: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     for (variant, trial), items in server.groupby(["variant", "trial"], observed=True):
@@ -72,10 +78,10 @@ def stage_table(
     empty = np.empty(0)
     result = []
     for (variant, stage), group in rows.groupby(["variant", "stage"], observed=True):
-        stage_windows = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
-        seconds = max(float(((stage_windows["end"] - stage_windows["start"]) / 1000).sum()), 1e-9)
+        this_stage = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
+        seconds = max(float(((this_stage["end"] - this_stage["start"]) / 1000).sum()), 1e-9)
         accepted = processed = 0
-        for window in stage_windows.itertuples(index=False):
+        for window in this_stage.itertuples(index=False):
             accepted_at, processed_at = times.get((str(variant), int(window.trial)), (empty, empty))
             bounds = [window.start, window.end]
             accepted += int(np.diff(np.searchsorted(accepted_at, bounds, side="left"))[0])
@@ -149,26 +155,48 @@ def knee(stages: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def _metrics_in_stage(
+    metrics: pd.DataFrame, windows: pd.DataFrame | None, variant: str, rate: float
+) -> pd.DataFrame:
+    """The variant's metrics observed during the stage offered at ``rate`` (all if unknown)."""
+    if windows is None or math.isnan(rate):
+        return metrics
+    chosen = windows.loc[(windows["variant"] == variant) & (windows["rate"] == rate)]
+    if chosen.empty:
+        return metrics
+    inside = np.zeros(len(metrics), dtype=bool)
+    stamps = metrics["timestamp_ms"].to_numpy(dtype=np.float64)
+    for window in chosen.itertuples(index=False):
+        inside |= (stamps >= window.start) & (stamps <= window.end)
+    in_stage = metrics.loc[inside]
+    return in_stage if (in_stage["variant"] == variant).any() else metrics
+
+
 def concurrency_at_knee(
-    knees: pd.DataFrame, metrics: pd.DataFrame, server: pd.DataFrame
+    knees: pd.DataFrame,
+    metrics: pd.DataFrame,
+    server: pd.DataFrame,
+    windows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per variant, Little's law at the sustained rate: concurrency = invocations/s x mean
     duration (s).
-    Invocations/s = knee rate / mean batch size (1 for direct). Durations come from the Duration
-    metric, else from the items' started->processed time."""
+    Invocations/s = rate / mean batch size (1 for direct). Duration and batch size are taken
+    from the metrics observed during that stage (``windows`` from :func:`stage_windows`), else
+    over the run; without a Duration metric, from the items' started->processed time."""
     rows = []
     for knee_row in knees.itertuples(index=False):
         variant = knee_row.variant
-        duration_ms = metric_mean(metrics, variant, "Duration")
+        # At the sustained rate: above it the processor's concurrency is capped, not needed.
+        rate = float(getattr(knee_row, "sustained_rate_per_s", knee_row.knee_rate_per_s))
+        observed = _metrics_in_stage(metrics, windows, variant, rate)
+        duration_ms = metric_mean(observed, variant, "Duration")
         source = "Duration metric"
         if math.isnan(duration_ms):
             items = server.loc[server["variant"] == variant]
             duration_ms = float((items["processed_at_ms"] - items["started_at_ms"]).mean())
             source = "items' started->processed"
-        batch = metric_mean(metrics, variant, "BatchSize") if variant == "storage_first" else 1.0
+        batch = metric_mean(observed, variant, "BatchSize") if variant == "storage_first" else 1.0
         batch = 1.0 if math.isnan(batch) or batch <= 0 else batch
-        # At the sustained rate: above it the processor's concurrency is capped, not needed.
-        rate = float(getattr(knee_row, "sustained_rate_per_s", knee_row.knee_rate_per_s))
         invocations = rate / batch
         rows.append(
             {

@@ -173,3 +173,26 @@ def test_sustained_rate_is_where_storage_first_processing_keeps_up() -> None:
     data = plots.rate_vs_p99_plot(stages, capacity.knee(stages), 500.0)
     labels = [label for _, _, label in data.markers]
     assert "storage_first keeps up to" in labels and "storage_first knee" in labels
+
+
+def test_concurrency_uses_the_metrics_of_the_sustained_stage() -> None:
+    windows = pd.DataFrame(
+        {
+            "variant": "storage_first", "trial": 1, "stage": [0, 1],
+            "start": [0.0, 1000.0], "end": [1000.0, 2000.0], "rate": [20.0, 80.0],
+        }
+    )  # fmt: skip
+    metrics = pd.DataFrame(
+        {
+            "variant": "storage_first", "source": "local", "dimensions": None,
+            "metric": ["BatchSize", "Duration", "BatchSize", "Duration"],
+            "timestamp_ms": [500.0, 500.0, 1500.0, 1500.0],
+            "value": [2.0, 100.0, 40.0, 900.0],
+        }
+    )  # fmt: skip
+    knees = pd.DataFrame(
+        {"variant": ["storage_first"], "knee_rate_per_s": [80.0], "sustained_rate_per_s": [20.0]}
+    )
+    row = capacity.concurrency_at_knee(knees, metrics, pd.DataFrame(), windows).iloc[0]
+    assert row["mean_batch_size"] == 2.0 and row["mean_duration_ms"] == 100.0
+    assert row["concurrency"] == pytest.approx(20 / 2 * 0.1)
