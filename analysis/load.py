@@ -37,10 +37,15 @@ class Run:
 
     @property
     def scenario(self) -> dict[str, Any]:
+        """The scenario's parameters as one flat dict (name, stages, outage, slo_p99_ms...);
+        the run driver nests them under ``parameters``, which is flattened here."""
         scenario = self.manifest.get("scenario")
-        if isinstance(scenario, dict):
-            return scenario
-        return {"name": str(scenario or "unknown")}
+        if not isinstance(scenario, dict):
+            return {"name": str(scenario or "unknown")}
+        parameters = scenario.get("parameters")
+        flat = dict(parameters) if isinstance(parameters, dict) else {}
+        flat.update({key: value for key, value in scenario.items() if key != "parameters"})
+        return flat
 
     @property
     def scenario_name(self) -> str:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from analysis.analyze import Options, analyze_run
+from analysis.load import load_prices, load_run
 from analysis.synthetic import SyntheticSpec, build_run, write_run
 from asyncbench.cli import main
 from reports import schema
@@ -199,3 +202,17 @@ def test_minimal_run_folder_without_server_items(tmp_path: Path) -> None:
     assert summary["verdicts"]["no_data_lost"]["verdict"] == "not measured in this run"
     assert summary["verdicts"]["recovery"]["verdict"] == "not measured in this run"
     assert "PARTIAL RUN" in (run_dir / "index.html").read_text()
+
+
+def test_scenario_parameters_nested_by_the_run_driver_are_read(tmp_path: Path) -> None:
+    """`asyncbench run` writes scenario = {name, parameters: {...}}: SLO and poison share must
+    still be found there."""
+    synthetic = build_run(SyntheticSpec(scenario="poison", poison_share=0.1, repetitions=1))
+    manifest = dict(synthetic.manifest)
+    parameters = dict(manifest.pop("scenario"))
+    parameters["slo_p99_ms"] = 123.0
+    manifest["scenario"] = {"name": "poison", "parameters": parameters}
+    run_dir = write_run(tmp_path / "run", replace(synthetic, manifest=manifest))
+    analysis = analyze_run(load_run(run_dir), Options(prices=load_prices()))
+    assert analysis.has_poison and analysis.slo_p99_ms == 123.0
+    assert analysis.run.scenario_name == "poison"
