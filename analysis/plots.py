@@ -74,10 +74,14 @@ def latency_cdf_plot(
             continue
         probabilities = _probabilities(len(values), points)
         series.append(Series(str(variant), np.quantile(values, probabilities), probabilities))
-    label = "from intended send" if column == "latency_from_intended_ms" else "from actual send"
+    titles = {
+        "latency_ms": "Response latency CDF (from actual send)",
+        "latency_from_intended_ms": "Response latency CDF (from intended send)",
+        "time_to_result_ms": "Time to result seen by polling clients (CDF)",
+    }
     return PlotData(
         key=f"cdf_{column}",
-        title=f"Response latency CDF ({label})",
+        title=titles.get(column, f"{column} CDF"),
         xlabel="latency (ms, log scale)",
         ylabel="fraction of requests",
         series=tuple(series),

@@ -163,6 +163,7 @@ def _scenario_blocks(
         blocks += [
             Block("h3", "Time to result seen by polling clients (ms)"),
             Block("table", table=interval_table(analysis.time_to_result, ["variant"])),
+            _figure(plots.latency_cdf_plot(run.client, "time_to_result_ms"), prefix),
         ]
     if analysis.has_outage:
         blocks += [

@@ -97,3 +97,16 @@ def test_every_renderer_draws_under_agg(analyses: dict[str, RunAnalysis]) -> Non
     render(lag_axes, all_plots[3])
     assert lag_axes.get_yscale() == "log"
     assert len(lag_axes.patches) == 1  # the shaded outage window
+
+
+def test_time_to_result_cdf_uses_only_polled_rows() -> None:
+    client = pd.DataFrame(
+        {
+            "variant": "storage_first",
+            "warmup": False,
+            "time_to_result_ms": [100.0, None, 300.0],
+        }
+    )
+    data = plots.latency_cdf_plot(client, "time_to_result_ms")
+    assert data.title.startswith("Time to result")
+    assert data.series[0].x.min() == 100.0 and data.series[0].x.max() == 300.0
