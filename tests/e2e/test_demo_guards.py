@@ -1,0 +1,74 @@
+"""`asyncbench demo` when it cannot or must not run: a clear line, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.support import asyncbench
+
+pytestmark = [pytest.mark.local_stage, pytest.mark.slow]
+
+
+def _isolated_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "ASYNCBENCH_STATE_DIR": str(tmp_path / "state"),
+        "ASYNCBENCH_REPORTS_DIR": str(tmp_path / "reports"),
+    }
+
+
+def _dynamodb_local_jvms() -> set[int]:
+    pids = set()
+    for process in psutil.process_iter(["cmdline"]):
+        if any("DynamoDBLocal.jar" in part for part in process.info["cmdline"] or ()):
+            pids.add(process.pid)
+    return pids
+
+
+def test_demo_with_dynamodb_local_failing_to_start(tmp_path: Path) -> None:
+    before = _dynamodb_local_jvms()
+    env = _isolated_env(tmp_path) | {"JAVA_TOOL_OPTIONS": "-XX:+NoSuchOption"}  # the JVM refuses to start
+    result = asyncbench(["demo", "--quick"], env=env, timeout_s=120)
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, result.stderr
+    assert "DynamoDB Local" in error_lines[0]
+    assert _dynamodb_local_jvms() <= before, "an orphan DynamoDB Local JVM was left running"
+    status = asyncbench(["local", "status"], env=env)
+    assert "not running" in status.stdout + status.stderr
+
+
+def test_second_demo_while_one_runs(tmp_path: Path) -> None:
+    env = {**os.environ, **_isolated_env(tmp_path)}
+    endpoints = tmp_path / "state" / "endpoints-local.json"
+    with subprocess.Popen(
+        [sys.executable, "-m", "asyncbench", "demo", "--quick"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as first:
+        try:
+            deadline = time.monotonic() + 120
+            while not endpoints.exists():  # the first demo's stage is up once this file is
+                assert first.poll() is None, "the first demo ended before its stage served"
+                assert time.monotonic() < deadline, "the first demo's stage never came up"
+                time.sleep(0.2)
+            second = asyncbench(["demo", "--quick"], env=_isolated_env(tmp_path), timeout_s=60)
+            assert second.returncode == 2
+            assert "already running" in second.stderr
+            assert second.stderr.count("\n") == 1, second.stderr
+            assert first.poll() is None, "the second demo stopped the first"
+            assert endpoints.exists(), "the second demo tore down the first demo's stage"
+        finally:
+            first.send_signal(signal.SIGINT)  # Ctrl-C: the first demo takes its stage down
+            first.wait(timeout=120)
+    assert not endpoints.exists()
+    status = asyncbench(["local", "status"], env=_isolated_env(tmp_path))
+    assert "not running" in status.stdout + status.stderr
