@@ -60,10 +60,11 @@ def _run_step(command: list[str], what: str) -> str:
     assert process.stdout is not None
     try:
         for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
             if line.strip():
                 last_line = line.strip()
+            if not line.startswith("asyncbench: error: "):  # re-raised below as the demo's line
+                sys.stdout.write(line)
+                sys.stdout.flush()
         code = process.wait()
     except KeyboardInterrupt:
         # The child got the same SIGINT and ends its trial cleanly; let it finish that.
