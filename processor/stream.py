@@ -5,8 +5,9 @@ ReportBatchItemFailures on). Per record, in order:
 
 - not an INSERT (MODIFY from our own updates, REMOVE, TTL deletions, event names a newer SDK
   would not know) or malformed: skipped;
-- item vanished: skipped and logged; item already SUCCEEDED/FAILED (a redelivery): not processed
-  again, ``duplicates`` incremented on the item;
+- the batch's items are read first (BatchGetItem, consistent); item vanished: skipped and
+  logged; item already SUCCEEDED/FAILED (a redelivery): not processed again, ``duplicates``
+  incremented on the item;
 - success: PENDING -> SUCCEEDED with processed time, attempts and ``ttl = now + TTL_SECONDS``;
 - permanent failure: PENDING -> FAILED with the error (and a TTL if FAILURE_TTL_SECONDS > 0);
 - transient failure: ``attempts`` incremented and ``error`` recorded, a back-off inside the
@@ -38,6 +39,9 @@ from processor.runtime import Runtime
 __all__ = ["EARLY_STOP_MS", "handle", "handler", "is_new_request"]
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+BATCH_GET_LIMIT = 100
+"""Most keys one BatchGetItem call may ask for."""
 
 EARLY_STOP_MS = 2000
 """Below this much remaining time, later records of a batch are handed back unprocessed."""
@@ -74,6 +78,10 @@ def _created_ms(record: Mapping[str, Any], item: Mapping[str, Any]) -> float | N
     return min(candidates) if candidates else None
 
 
+def _request_id(record: Mapping[str, Any]) -> str | None:
+    return items.read_str((record.get("dynamodb") or {}).get("Keys") or {}, "id")
+
+
 def _remaining_ms(context: Any) -> int | None:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     return int(remaining()) if callable(remaining) else None
@@ -88,6 +96,56 @@ class _RecordHandler:
         self.client = runtime.dynamodb
         self.context = context
         self.cold_start = cold_start
+        self._prefetched: dict[str, Mapping[str, Any] | None] = {}
+
+    def prefetch(self, records: list[Mapping[str, Any]]) -> None:
+        """Read the batch's items in BatchGetItem calls of 100 instead of one GetItem each.
+
+        Halves the DynamoDB calls per record, which is what bounds a shard's drain rate. The
+        read stays consistent and still comes before processing, so a redelivered record is
+        recognised before its logic runs. Keys the batch read leaves unprocessed (throttling)
+        are read one by one later; an item absent from the answer does not exist.
+        """
+        ids = list(
+            dict.fromkeys(
+                request_id
+                for record in records
+                if is_new_request(record) and (request_id := _request_id(record)) is not None
+            )
+        )
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            chunk = ids[start : start + BATCH_GET_LIMIT]
+            answer = self.client.batch_get_item(
+                RequestItems={
+                    self.settings.table_name: {
+                        "Keys": [{"id": items.string(request_id)} for request_id in chunk],
+                        "ConsistentRead": True,
+                    }
+                }
+            )
+            unprocessed = {
+                items.read_str(key, "id")
+                for key in (answer.get("UnprocessedKeys") or {})
+                .get(self.settings.table_name, {})
+                .get("Keys", [])
+            }
+            found = {
+                items.read_str(item, "id"): item
+                for item in answer.get("Responses", {}).get(self.settings.table_name, [])
+            }
+            for request_id in chunk:
+                if request_id not in unprocessed:
+                    self._prefetched[request_id] = found.get(request_id)
+
+    def _read_item(self, request_id: str) -> Mapping[str, Any] | None:
+        if request_id in self._prefetched:
+            return self._prefetched.pop(request_id)
+        item: Mapping[str, Any] | None = self.client.get_item(
+            TableName=self.settings.table_name,
+            Key={"id": items.string(request_id)},
+            ConsistentRead=True,
+        ).get("Item")
+        return item
 
     def log(self, fields: Mapping[str, Any]) -> None:
         self.runtime.log({"handler": "stream", "coldStart": self.cold_start, **fields})
@@ -95,16 +153,12 @@ class _RecordHandler:
     def handle(self, record: Mapping[str, Any]) -> Outcome:
         sequence_number = record["dynamodb"]["SequenceNumber"]
         base = {"sequenceNumber": sequence_number, "eventName": record.get("eventName")}
-        request_id = items.read_str((record.get("dynamodb") or {}).get("Keys") or {}, "id")
+        request_id = _request_id(record)
         if not is_new_request(record) or request_id is None:
             self.log({**base, "outcome": "skipped"})
             return "done"
         base["requestId"] = request_id
-        item = self.client.get_item(
-            TableName=self.settings.table_name,
-            Key={"id": items.string(request_id)},
-            ConsistentRead=True,
-        ).get("Item")
+        item = self._read_item(request_id)
         if item is None:
             self.log({**base, "outcome": "vanished"})
             return "done"
@@ -284,6 +338,11 @@ def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str
     """Handle one stream batch with the given environment's runtime."""
     records = list(event.get("Records") or [])
     record_handler = _RecordHandler(runtime, context, runtime.begin_invocation())
+    try:
+        record_handler.prefetch(records)
+    except (ClientError, BotoCoreError) as error:
+        # Not fatal: each record is then read on its own (and fails there if DynamoDB is down).
+        record_handler.log({"outcome": "prefetch_failed", "error": str(error)})
     for index, record in enumerate(records):
         remaining_ms = _remaining_ms(context)
         if index > 0 and remaining_ms is not None and remaining_ms < EARLY_STOP_MS:

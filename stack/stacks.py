@@ -98,8 +98,9 @@ class StorageFirstStack(_VariantStack):
 
     variant = "storage_first"
     handler = "processor.stream.handler"
-    # GetItem reads the item (consistent) before processing; UpdateItem records the outcome.
-    table_actions = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+    # BatchGetItem (GetItem as a fallback) reads the batch's items (consistent) before
+    # processing; UpdateItem records the outcome.
+    table_actions = ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem")
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any

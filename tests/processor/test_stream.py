@@ -301,3 +301,46 @@ def test_nearly_out_of_time_hands_the_rest_back_but_always_makes_progress(
 
     context = DeadlineContext(clock, clock.now + 10_000)
     assert stream.handle(batch(*records[1:]), context, runtime) == NO_FAILURES
+
+
+def test_a_batch_reads_its_items_in_one_call_then_only_updates(
+    runtime: Runtime, dynamodb: Any
+) -> None:
+    calls: list[str] = []
+
+    def count(event_name: str, **_: Any) -> None:
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    dynamodb.meta.events.register("before-call.dynamodb", count)
+    records = [insert(dynamodb, f"r{index}", OK) for index in range(5)]
+    calls.clear()  # the inserts above are the test's own writes
+    try:
+        assert stream.handle(batch(*records), FakeContext(), runtime) == NO_FAILURES
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb", count)
+    assert calls == ["BatchGetItem"] + ["UpdateItem"] * 5
+    assert {get_item(dynamodb, f"r{index}")["status"] for index in range(5)} == {"SUCCEEDED"}  # type: ignore[index]
+
+
+def test_keys_the_batch_read_left_unprocessed_are_read_one_by_one(
+    runtime: Runtime, dynamodb: Any
+) -> None:
+    records = [insert(dynamodb, f"u{index}", OK) for index in range(3)]
+    real_batch_get = dynamodb.batch_get_item
+
+    def throttled_batch_get(**kwargs: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = real_batch_get(**kwargs)
+        # DynamoDB leaves keys unprocessed when it throttles: pretend it did for the first one.
+        first = kwargs["RequestItems"][TABLE]["Keys"][0]
+        answer["Responses"][TABLE] = [
+            item for item in answer["Responses"][TABLE] if item["id"] != first["id"]
+        ]
+        answer["UnprocessedKeys"] = {TABLE: {"Keys": [first]}}
+        return answer
+
+    dynamodb.batch_get_item = throttled_batch_get
+    try:
+        assert stream.handle(batch(*records), FakeContext(), runtime) == NO_FAILURES
+    finally:
+        del dynamodb.batch_get_item
+    assert {get_item(dynamodb, f"u{index}")["status"] for index in range(3)} == {"SUCCEEDED"}  # type: ignore[index]

@@ -203,6 +203,7 @@ def test_storage_first_processor_role_is_least_privilege(storage_first: Template
     assert _grants(_statements_of_role(storage_first, "ProcessorRole")) == {
         "logs:CreateLogStream": {f"{logs}.Arn"},
         "logs:PutLogEvents": {f"{logs}.Arn"},
+        "dynamodb:BatchGetItem": {f"{table}.Arn"},
         "dynamodb:GetItem": {f"{table}.Arn"},
         "dynamodb:UpdateItem": {f"{table}.Arn"},
         "dynamodb:DescribeStream": {f"{table}.StreamArn"},
