@@ -7,11 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from analysis.analyze import Options, analyze_run
-from analysis.claims import judge_claims
-from analysis.load import load_prices, load_run
-from analysis.report import build_report, write_report
-from analysis.summary import build_summary
 from asyncbench.paths import reports_dir
 
 __all__ = ["make_report", "register"]
@@ -34,6 +29,14 @@ def make_report(
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Load, analyse and report the runs; returns the written index.html."""
+    # Imported here, not at the top: pandas and matplotlib take seconds to import, and every
+    # `asyncbench` command (even `local status`) builds the parser that registers this module.
+    from analysis.analyze import Options, analyze_run
+    from analysis.claims import judge_claims
+    from analysis.load import load_prices, load_run
+    from analysis.report import build_report, write_report
+    from analysis.summary import build_summary
+
     say = progress or (lambda _message: None)
     options = Options(
         prices=load_prices(prices), slo_p99_ms=slo_p99_ms, error_threshold=error_threshold

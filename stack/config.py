@@ -235,9 +235,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(
-            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {error}"
-        ) from None
+        kind = "TOML" if path.suffix == ".toml" else "JSON"
+        raise ConfigError(f"config file {path} is not valid {kind}: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {path} must hold a table of keys, not {type(data).__name__}"

@@ -34,7 +34,8 @@ def _dynamodb_local_jvms() -> set[int]:
 
 def test_demo_with_dynamodb_local_failing_to_start(tmp_path: Path) -> None:
     before = _dynamodb_local_jvms()
-    env = _isolated_env(tmp_path) | {"JAVA_TOOL_OPTIONS": "-XX:+NoSuchOption"}  # the JVM refuses to start
+    # A JVM option the JVM refuses: DynamoDB Local exits during start-up.
+    env = _isolated_env(tmp_path) | {"JAVA_TOOL_OPTIONS": "-XX:+NoSuchOption"}
     result = asyncbench(["demo", "--quick"], env=env, timeout_s=120)
     assert result.returncode == 2
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]
