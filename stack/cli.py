@@ -85,6 +85,8 @@ def _deploy(args: argparse.Namespace) -> int:
         run_cdk(["bootstrap"], **common)
     run_cdk(["deploy", *names.values(), "--require-approval", "never"], **common)
     endpoints = fetch_endpoints(session.client("cloudformation"), names)
+    # The config the stacks were deployed with travels to every run's manifest.
+    endpoints.extra["stack_config"] = config.to_dict()
     print(write_endpoints(endpoints, args.endpoints))
     return 0
 

@@ -350,5 +350,9 @@ class LocalStage:
             region=LOCAL_REGION,
             variants=variants,
             dynamodb_endpoint=self.dynamodb_endpoint,
-            extra={"metrics_log": str(self.settings.metrics_log_path)},
+            extra={
+                "metrics_log": str(self.settings.metrics_log_path),
+                # The config the stage runs with travels to every run's manifest.
+                "stack_config": self.config.to_dict(),
+            },
         )

@@ -53,6 +53,8 @@ def test_outage_storage_first_loses_nothing_direct_shows_errors(
         "1",
     )
     run_dir = Path(last_line(result))
+    manifest = schema.read_manifest(run_dir)
+    assert manifest["stack_config"]["batch_size"] == local_stage.config.batch_size
     trials = schema.read_table(run_dir, schema.TRIALS)
     assert set(trials["variant"]) == {"direct", "storage_first"}
     assert trials["outage_start_ms"].notna().all()

@@ -106,6 +106,7 @@ def test_deploy_runs_the_cli_then_writes_the_endpoints_file(
     endpoints = read_endpoints(endpoints_path, target="aws")
     assert endpoints.target == "aws"
     assert endpoints.variant("storage_first").failure_destination is not None
+    assert endpoints.extra["stack_config"]["name_prefix"] == "mine"  # for the run manifest
 
 
 def test_destroy_removes_the_stale_endpoints_file(
