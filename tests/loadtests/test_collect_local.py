@@ -35,6 +35,11 @@ def test_json_lines_tail_reads_only_new_whole_lines(tmp_path: Path) -> None:
     assert tail.read_new() == []
 
 
+def _status(base_url: str, request_id: str) -> str:
+    with urllib.request.urlopen(f"{base_url}/requests/{request_id}", timeout=10) as response:
+        return str(json.loads(response.read())["status"])
+
+
 def _post(base_url: str, run_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         f"{base_url}/requests",
@@ -95,6 +100,12 @@ def test_local_collection_of_a_storage_first_trial(local_stage: Any, tmp_path: P
     ids = [answer["requestId"] for _, answer in answers]
     ended = time.time() * 1000
 
+    # The poison request is FAILED by the processor before its destination record is written,
+    # else a parked record would settle collection before the processor got to it (a race).
+    deadline = time.monotonic() + 30
+    while _status(base_url, ids[-1]) != "FAILED":
+        assert time.monotonic() < deadline, "the poison request never became FAILED"
+        time.sleep(0.1)
     # A destination record as the mapping writes it, for the poison request's stream record.
     where = _stream_sequence(endpoints.dynamodb_endpoint, storage_first.table, ids[-1])
     record = {
