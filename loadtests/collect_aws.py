@@ -21,7 +21,7 @@ import boto3
 from botocore.exceptions import ClientError, NoCredentialsError
 
 from asyncbench.errors import StackNotDeployedError
-from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
+from loadtests.collect_dynamodb import resolve_parked_record, scan_run_items
 from stack.endpoints import Endpoints
 from stack.outputs import AWS_RESOURCES_KEY
 
@@ -181,16 +181,7 @@ class AwsStageSide:
         return records
 
     def resolve(self, record: Mapping[str, Any]) -> list[str]:
-        info = record.get("DDBStreamBatchInfo") or {}
-        if not (info.get("streamArn") and info.get("shardId") and info.get("startSequenceNumber")):
-            return []
-        return resolve_sequence_range(
-            self.streams,
-            info["streamArn"],
-            info["shardId"],
-            info["startSequenceNumber"],
-            info.get("endSequenceNumber"),
-        )
+        return resolve_parked_record(self.streams, record)
 
     def metrics(self, variant: str, start_ms: float, end_ms: float) -> list[dict[str, Any]]:
         """CloudWatch datapoints of the variant's resources, per minute, over the window."""

@@ -9,13 +9,14 @@ the records (24 h on AWS).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-__all__ = ["plain", "resolve_sequence_range", "scan_run_items"]
+__all__ = ["plain", "resolve_parked_record", "resolve_sequence_range", "scan_run_items"]
 
 _DESERIALIZER = TypeDeserializer()
 # GetRecords returns at most 1000 records per call; a destination batch is far smaller
@@ -94,3 +95,17 @@ def resolve_sequence_range(
                 return request_ids
         iterator = page.get("NextShardIterator")
     return request_ids
+
+
+def resolve_parked_record(streams: Any, record: Mapping[str, Any]) -> list[str]:
+    """Request ids of a failure-destination record's batch (empty when it names no range)."""
+    info = record.get("DDBStreamBatchInfo") or {}
+    if not (info.get("streamArn") and info.get("shardId") and info.get("startSequenceNumber")):
+        return []
+    return resolve_sequence_range(
+        streams,
+        info["streamArn"],
+        info["shardId"],
+        info["startSequenceNumber"],
+        info.get("endSequenceNumber"),
+    )

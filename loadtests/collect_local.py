@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncbench.errors import EndpointsError, LocalStageError
-from loadtests.collect_dynamodb import resolve_sequence_range, scan_run_items
+from loadtests.collect_dynamodb import resolve_parked_record, scan_run_items
 from stack.endpoints import Endpoints
 
 __all__ = ["JsonLinesTail", "LocalStageSide", "local_clients"]
@@ -127,20 +127,7 @@ class LocalStageSide:
         return self.failures.read_new()
 
     def resolve(self, record: Any) -> list[str]:
-        info = record.get("DDBStreamBatchInfo") or {}
-        if (
-            not info.get("streamArn")
-            or not info.get("shardId")
-            or not info.get("startSequenceNumber")
-        ):
-            return []
-        return resolve_sequence_range(
-            self.streams,
-            info["streamArn"],
-            info["shardId"],
-            info["startSequenceNumber"],
-            info.get("endSequenceNumber"),
-        )
+        return resolve_parked_record(self.streams, record)
 
     def metrics(self, variant: str, start_ms: float, end_ms: float) -> list[dict[str, Any]]:
         """The metrics log lines about ``variant`` appended since begin_trial, in the window."""
