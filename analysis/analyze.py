@@ -98,7 +98,7 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    headline = latency.headline_rows(
+    headline = latency.answered_rows(
         client, ["variant", "trial", "latency_ms", "latency_from_intended_ms"]
     )
     comparison = {

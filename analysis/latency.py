@@ -14,6 +14,7 @@ from analysis.stats import describe_groups
 
 __all__ = [
     "SUCCESS_OUTCOMES",
+    "answered_rows",
     "cold_warm_summary",
     "headline_rows",
     "latency_over_time",
@@ -40,6 +41,20 @@ def headline_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.
     return client.loc[mask] if columns is None else client.loc[mask, columns]
 
 
+def answered_rows(
+    client: pd.DataFrame, columns: list[str] | None = None, *, warmup: bool = False
+) -> pd.DataFrame:
+    """Headline (or warm-up) rows the API answered with success (200 direct, 202 storage-first).
+
+    Response latency is the latency of served requests: a 502 returned in 3 ms during an outage
+    is not a fast answer, and mixing it in would make the failing variant look faster. Errors
+    are counted in the outcome and recovery tables instead.
+    """
+    mask = _is_warmup(client) if warmup else ~_is_warmup(client)
+    mask &= client["outcome"].isin(SUCCESS_OUTCOMES)
+    return client.loc[mask] if columns is None else client.loc[mask, columns]
+
+
 def warmup_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """Rows sent during warm-up (reported separately)."""
     mask = _is_warmup(client)
@@ -48,9 +63,9 @@ def warmup_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.Da
 
 def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFrame:
     """Per variant and measure ("latency_ms" from actual send, "latency_from_intended_ms" from
-    intended send): n, mean, p50..p99.9, max with 95% CIs. ``warmup=True`` summarises warm-up."""
-    needed = ["variant", *LATENCY_COLUMNS]
-    rows = warmup_rows(client, needed) if warmup else headline_rows(client, needed)
+    intended send) of successful answers: n, mean, p50..p99.9, max with 95% CIs.
+    ``warmup=True`` summarises warm-up."""
+    rows = answered_rows(client, ["variant", *LATENCY_COLUMNS], warmup=warmup)
     parts = []
     for column in LATENCY_COLUMNS:
         summary = describe_groups(rows, ["variant"], column)
@@ -62,8 +77,9 @@ def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFra
 def per_trial_quantiles(
     client: pd.DataFrame, column: str = "latency_ms", quantiles: tuple[float, ...] = (0.5, 0.99)
 ) -> pd.DataFrame:
-    """One row per (variant, trial): the given quantiles of ``column`` (for tests across trials)."""
-    rows = headline_rows(client, ["variant", "trial", column])
+    """One row per (variant, trial): the given quantiles of ``column`` over successful answers
+    (for tests across trials)."""
+    rows = answered_rows(client, ["variant", "trial", column])
     grouped = rows.groupby(["variant", "trial"], observed=True)[column]
     result = pd.concat(
         {f"q{round(q * 1000):04d}": grouped.quantile(q) for q in quantiles}, axis=1

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from analysis.latency import headline_rows
+from analysis.latency import answered_rows
 
 __all__ = [
     "PlotData",
@@ -65,8 +65,9 @@ def _probabilities(n: int, points: int) -> np.ndarray:
 def latency_cdf_plot(
     client: pd.DataFrame, column: str = "latency_ms", points: int = 400
 ) -> PlotData:
-    """Empirical CDF of headline latency per variant (quantiles on a grid, log x axis)."""
-    rows = headline_rows(client, ["variant", column])
+    """Empirical CDF of headline latency of successful answers per variant (quantiles on a
+    grid, log x axis)."""
+    rows = answered_rows(client, ["variant", column])
     series = []
     for variant, group in rows.groupby("variant", observed=True):
         values = group[column].dropna().to_numpy(dtype=np.float64)

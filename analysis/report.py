@@ -18,7 +18,7 @@ from analysis import plots
 from analysis.analyze import RunAnalysis
 from analysis.claims import Verdict
 from analysis.compare import compare_groups
-from analysis.latency import headline_rows
+from analysis.latency import answered_rows
 from analysis.recovery import RecoveryTolerance
 from analysis.render import to_png
 from analysis.stats import ALPHA
@@ -56,6 +56,18 @@ def _figure(plot: plots.PlotData, prefix: str) -> Block:
     return Block("figure", text=plot.title, figure=to_png(plot), name=f"{prefix}-{plot.key}.png")
 
 
+def _revision(suite: dict[str, Any]) -> str:
+    revision = suite.get("revision") or suite.get("git_revision") or "?"
+    return f"{revision} (uncommitted changes)" if suite.get("dirty") else str(revision)
+
+
+def _when(stamp: Any) -> str:
+    """The manifest's times are {"iso": ..., "ms": ...}; older writers used a plain string."""
+    if isinstance(stamp, dict):
+        return str(stamp.get("iso") or stamp.get("ms") or "?")
+    return "?" if stamp is None else str(stamp)
+
+
 def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
     manifest = analysis.run.manifest
     suite = manifest.get("suite") or {}
@@ -64,8 +76,11 @@ def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
         ("run id", analysis.run.run_id),
         ("folder", str(analysis.run.path)),
         ("target", f"{analysis.run.target} ({manifest.get('region', '?')})"),
-        ("suite", f"{suite.get('version', '?')} @ {suite.get('git_revision', '?')}"),
-        ("started / ended", f"{manifest.get('started_at', '?')} / {manifest.get('ended_at', '?')}"),
+        ("suite", f"{suite.get('version', '?')} @ {_revision(suite)}"),
+        (
+            "started / ended",
+            f"{_when(manifest.get('started_at'))} / {_when(manifest.get('ended_at'))}",
+        ),
         ("seed", manifest.get("seed", "?")),
         ("partial", analysis.run.partial),
         ("machine", json.dumps(manifest.get("machine", {}), sort_keys=True)),
@@ -122,7 +137,10 @@ def _scenario_blocks(
             "item was ever stored (e.g. the client got an error). Counts include warm-up.",
         ),
         Block("table", table=analysis.accounting),
-        Block("h3", "Response latency (ms, warm-up excluded, 95% CI in brackets)"),
+        Block(
+            "h3",
+            "Response latency of successful answers (ms, warm-up excluded, 95% CI in brackets)",
+        ),
         Block("table", table=interval_table(analysis.latency, ["variant", "measure"])),
         Block("h3", "Storage-first vs direct (ratio < 1: storage-first faster)"),
         Block("table", table=_comparison_table(analysis, "latency_ms")),
@@ -223,8 +241,8 @@ def _before_after_blocks(analyses: Sequence[RunAnalysis]) -> list[Block]:
         before = group[0]
         for after in group[1:]:
             for variant in ("direct", "storage_first"):
-                a = headline_rows(before.run.client, ["variant", "trial", "latency_ms"])
-                b = headline_rows(after.run.client, ["variant", "trial", "latency_ms"])
+                a = answered_rows(before.run.client, ["variant", "trial", "latency_ms"])
+                b = answered_rows(after.run.client, ["variant", "trial", "latency_ms"])
                 table = compare_groups(
                     a.loc[a["variant"] == variant],
                     b.loc[b["variant"] == variant],

@@ -77,6 +77,7 @@ def test_stall_corrected_p99_matches_the_analytic_value() -> None:
             "latency_ms": service,
             "latency_from_intended_ms": sent - intended + service,
             "warmup": False,
+            "outcome": "succeeded",
         }
     )
     table = latency.latency_summary(client).set_index("measure")
@@ -105,3 +106,23 @@ def test_send_delay_counts_late_requests() -> None:
     )
     row = latency.send_delay_summary(client).iloc[0]
     assert row["late"] == 2 and row["late_share"] == 0.5 and row["max_ms"] == 100.0
+
+
+def test_errors_are_not_fast_answers() -> None:
+    """A 502 returned in 2 ms during an outage must not pull the response latency down."""
+    served = pd.DataFrame(
+        {
+            "variant": "direct",
+            "trial": 1,
+            "latency_ms": [20.0] * 90 + [2.0] * 10,
+            "latency_from_intended_ms": [21.0] * 90 + [3.0] * 10,
+            "warmup": False,
+            "outcome": ["succeeded"] * 90 + ["server_error"] * 10,
+        }
+    )
+    table = latency.latency_summary(served).set_index("measure")
+    assert table.loc["latency_ms", "n"] == 90
+    assert table.loc["latency_ms", "p50"] == pytest.approx(20.0)
+    assert table.loc["latency_ms", "max"] == pytest.approx(20.0)
+    counts = latency.outcome_rates(served).set_index("outcome")["count"]
+    assert counts["server_error"] == 10  # still counted, as an outcome

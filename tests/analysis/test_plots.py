@@ -13,7 +13,7 @@ from analysis.render import render, to_png
 
 def _client(values: dict[str, list[float]]) -> pd.DataFrame:
     rows = [
-        {"variant": variant, "latency_ms": value, "warmup": False}
+        {"variant": variant, "latency_ms": value, "warmup": False, "outcome": "succeeded"}
         for variant, latencies in values.items()
         for value in latencies
     ]
@@ -104,6 +104,7 @@ def test_time_to_result_cdf_uses_only_polled_rows() -> None:
         {
             "variant": "storage_first",
             "warmup": False,
+            "outcome": "accepted",
             "time_to_result_ms": [100.0, None, 300.0],
         }
     )
