@@ -38,7 +38,13 @@ __all__ = ["PRELOAD_MODULES", "LambdaContext", "load_handler", "serve_environmen
 
 # What the fork server imports once for every environment: the runtime's own modules and the
 # SDK the Lambda Python runtime provides.
-PRELOAD_MODULES = ["stack.local.lambda_worker", "boto3", "botocore.session", "botocore.client"]
+PRELOAD_MODULES = [
+    "stack.local.lambda_worker",
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "stack.local.sdk_preload",
+]
 
 # How often the watchdog checks that the runtime that started us is still alive.
 PARENT_CHECK_INTERVAL_S = 0.5
