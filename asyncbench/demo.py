@@ -30,7 +30,7 @@ class DemoStep:
     repetitions: int
 
 
-# Sized for a 2-core machine: about 10 minutes in all, or about 3 with --quick. Baseline gets
+# Sized for a 2-core machine: about 10 minutes in all, or about 4 with --quick. Baseline gets
 # four repetitions because its verdict (response latency) rests on a test across trials, and
 # with three trials per variant no difference can reach significance (Mann-Whitney p >= 0.1).
 DEMO_PLANS: dict[str, tuple[DemoStep, ...]] = {
@@ -152,9 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Brings the local stage up, runs the baseline, outage and capacity scenarios on both "
             "variants (interleaved trials), writes one report, and takes the stage down again "
-            "(also on Ctrl-C or failure). About 10 minutes on a 2-core machine; --quick about 3. "
+            "(also on Ctrl-C or failure). About 10 minutes on a 2-core machine; --quick about 4. "
             "Prints the headline verdicts and, last, the path of the report's index.html."
         ),
     )
-    parser.add_argument("--quick", action="store_true", help="shorter trials (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter trials (about 4 minutes)")
     parser.set_defaults(handler=_handle)
