@@ -36,9 +36,20 @@ def _render_lines(ax: Axes, plot: PlotData) -> None:
             linewidth=1.2,
             marker="." if len(series.x) < 12 else None,
         )
+    right_edge = max((x for x, _, _ in plot.markers), default=0.0)
     for x, y, label in plot.markers:
         ax.plot([x], [y], marker="o", markersize=9, fillstyle="none", color="black")
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        # A marker at the right edge (the top stage of a staircase) gets its label on its left,
+        # inside the axes, so the label is not cut off.
+        at_edge = x >= right_edge
+        ax.annotate(
+            label,
+            (x, y),
+            textcoords="offset points",
+            xytext=(-6, 6) if at_edge else (6, 6),
+            ha="right" if at_edge else "left",
+            fontsize=8,
+        )
     for y, label in plot.hlines:
         ax.axhline(y, color="grey", linestyle="--", linewidth=1, label=label)
 
