@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from asyncbench.errors import AsyncbenchError
 
@@ -105,8 +107,16 @@ def run_demo(*, quick: bool, extra_run_args: Sequence[str] = ()) -> Path:
     """Run the whole demo and return the path of the report's index.html."""
     plan = DEMO_PLANS["quick" if quick else "full"]
     started = time.monotonic()
-    # Started outside the try: if another stage is running, its owner keeps it (no teardown here).
-    endpoints = _run_step(_asyncbench("local", "up", "--detach"), "local stage up")
+    try:
+        endpoints = _run_step(_asyncbench("local", "up", "--detach"), "local stage up")
+    except AsyncbenchError:
+        # The stage did not come up (or another one runs, whose owner keeps it): nothing of
+        # ours to take down.
+        raise
+    except BaseException:
+        # Ctrl-C or SIGTERM while the stage was starting: it may be up by now, and it is ours.
+        _stop_stage()
+        raise
     run_dirs: list[str] = []
     try:
         for number, step in enumerate(plan, start=1):
@@ -140,7 +150,14 @@ def run_demo(*, quick: bool, extra_run_args: Sequence[str] = ()) -> Path:
     return index_html
 
 
+def _terminate(signal_number: int, _frame: FrameType | None) -> None:
+    # SIGTERM (a CI timeout, `kill`) would end Python without running `finally`, leaving the
+    # detached local stage behind; exiting through SystemExit runs the teardown first.
+    raise SystemExit(128 + signal_number)
+
+
 def _handle(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     run_demo(quick=args.quick)
     return 0
 

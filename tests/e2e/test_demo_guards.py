@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,3 +74,25 @@ def test_second_demo_while_one_runs(tmp_path: Path) -> None:
     assert not endpoints.exists()
     status = asyncbench(["local", "status"], env=_isolated_env(tmp_path))
     assert "not running" in status.stdout + status.stderr
+
+
+def test_terminated_demo_takes_its_stage_down(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) of a running demo, as a CI timeout would: its stage is stopped too."""
+    env = {**os.environ, **_isolated_env(tmp_path)}
+    endpoints = tmp_path / "state" / "endpoints-local.json"
+    with subprocess.Popen(
+        [sys.executable, "-m", "asyncbench", "demo", "--quick"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as demo:
+        deadline = time.monotonic() + 120
+        while not endpoints.exists():
+            assert demo.poll() is None, "the demo ended before its stage served"
+            assert time.monotonic() < deadline, "the demo's stage never came up"
+            time.sleep(0.2)
+        stage_pid = json.loads((tmp_path / "state" / "local-stage.json").read_text())["pid"]
+        demo.terminate()
+        assert demo.wait(timeout=120) == 128 + signal.SIGTERM
+    assert not endpoints.exists()
+    assert not psutil.pid_exists(stage_pid) or psutil.Process(stage_pid).status() == "zombie"
