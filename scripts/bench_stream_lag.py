@@ -31,6 +31,7 @@ from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDB
 from stack.local.event_source_mapping import EventSourceMapping
 from stack.local.lambda_runtime import LocalFunction
 from stack.local.metrics import MetricsLog
+from stack.local.tables import table_definition
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -40,13 +41,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def create_table(client: Any) -> tuple[str, str]:
     name = f"bench-lag-{uuid.uuid4().hex[:8]}"
-    description = client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]
+    description = client.create_table(**table_definition(name, with_stream=True))[
+        "TableDescription"
+    ]
     return name, description["LatestStreamArn"]
 
 

@@ -15,7 +15,7 @@ from stack.config import StackConfig
 from stack.endpoints import VARIANTS
 from stack.local.dynamodb_local import client_kwargs
 
-__all__ = ["LocalTable", "create_tables"]
+__all__ = ["LocalTable", "create_tables", "table_definition"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class LocalTable:
     """storage_first only: the latest stream's ARN."""
 
 
-def _table_definition(name: str, with_stream: bool) -> dict[str, Any]:
+def table_definition(name: str, with_stream: bool) -> dict[str, Any]:
+    """CreateTable arguments of a requests table as the CDK app defines it (key `id`, on-demand,
+    a NEW_IMAGE stream when asked)."""
     definition: dict[str, Any] = {
         "TableName": name,
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
@@ -50,7 +52,7 @@ def create_tables(endpoint_url: str, config: StackConfig) -> dict[str, LocalTabl
         name = config.table_name(variant)
         with_stream = variant == "storage_first"
         if name not in existing:
-            client.create_table(**_table_definition(name, with_stream))
+            client.create_table(**table_definition(name, with_stream))
             client.get_waiter("table_exists").wait(
                 TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
             )

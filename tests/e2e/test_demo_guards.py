@@ -47,21 +47,29 @@ def test_demo_with_dynamodb_local_failing_to_start(tmp_path: Path) -> None:
     assert "not running" in status.stdout + status.stderr
 
 
-def test_second_demo_while_one_runs(tmp_path: Path) -> None:
-    env = {**os.environ, **_isolated_env(tmp_path)}
-    endpoints = tmp_path / "state" / "endpoints-local.json"
-    with subprocess.Popen(
+def _start_demo(tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "asyncbench", "demo", "--quick"],
-        env=env,
+        env={**os.environ, **_isolated_env(tmp_path)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    ) as first:
+    )
+
+
+def _wait_for_stage(demo: subprocess.Popen[bytes], endpoints: Path) -> None:
+    """Poll (deadline 120 s) until the demo's stage serves: its endpoints file exists."""
+    deadline = time.monotonic() + 120
+    while not endpoints.exists():
+        assert demo.poll() is None, "the demo ended before its stage served"
+        assert time.monotonic() < deadline, "the demo's stage never came up"
+        time.sleep(0.2)
+
+
+def test_second_demo_while_one_runs(tmp_path: Path) -> None:
+    endpoints = tmp_path / "state" / "endpoints-local.json"
+    with _start_demo(tmp_path) as first:
         try:
-            deadline = time.monotonic() + 120
-            while not endpoints.exists():  # the first demo's stage is up once this file is
-                assert first.poll() is None, "the first demo ended before its stage served"
-                assert time.monotonic() < deadline, "the first demo's stage never came up"
-                time.sleep(0.2)
+            _wait_for_stage(first, endpoints)
             second = asyncbench(["demo", "--quick"], env=_isolated_env(tmp_path), timeout_s=60)
             assert second.returncode == 2
             assert "already running" in second.stderr
@@ -78,19 +86,9 @@ def test_second_demo_while_one_runs(tmp_path: Path) -> None:
 
 def test_terminated_demo_takes_its_stage_down(tmp_path: Path) -> None:
     """`kill` (SIGTERM) of a running demo, as a CI timeout would: its stage is stopped too."""
-    env = {**os.environ, **_isolated_env(tmp_path)}
     endpoints = tmp_path / "state" / "endpoints-local.json"
-    with subprocess.Popen(
-        [sys.executable, "-m", "asyncbench", "demo", "--quick"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ) as demo:
-        deadline = time.monotonic() + 120
-        while not endpoints.exists():
-            assert demo.poll() is None, "the demo ended before its stage served"
-            assert time.monotonic() < deadline, "the demo's stage never came up"
-            time.sleep(0.2)
+    with _start_demo(tmp_path) as demo:
+        _wait_for_stage(demo, endpoints)
         stage_pid = json.loads((tmp_path / "state" / "local-stage.json").read_text())["pid"]
         demo.terminate()
         assert demo.wait(timeout=120) == 128 + signal.SIGTERM

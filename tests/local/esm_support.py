@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from stack.local.dynamodb_local import DynamoDBLocal, client_kwargs
+from stack.local.tables import table_definition
 
 __all__ = [
     "Answer",
@@ -115,13 +116,9 @@ def create_stream_table(endpoint_url: str, *, ttl: bool = False) -> tuple[Any, s
     """A new table with a NEW_IMAGE stream: (client, table name, stream ARN)."""
     client = boto3.client("dynamodb", **client_kwargs(endpoint_url))
     name = f"esm-{uuid.uuid4().hex[:12]}"
-    description = client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    )["TableDescription"]
+    description = client.create_table(**table_definition(name, with_stream=True))[
+        "TableDescription"
+    ]
     if ttl:
         client.update_time_to_live(
             TableName=name,
