@@ -9,6 +9,7 @@ nothing else knows file names or column types. Layout of ``reports/<run_id>/``::
     data/parked/*.parquet         failure-destination records, one row per parked stream record
     data/metrics/*.parquet        the stage's own metrics (local log or CloudWatch), long format
     data/trials.parquet           one row per trial (TRIALS)
+    data/redriven/*.parquet       requests `asyncbench redrive` processed again (REDRIVEN)
     index.html, report.md, summary.json, figures/   once reported
 
 Times are epoch milliseconds (``*_at_ms``) on the clock named in the column's doc; durations are
@@ -39,6 +40,7 @@ __all__ = [
     "MIGRATIONS",
     "OUTCOMES",
     "PARKED",
+    "REDRIVEN",
     "SCHEMA_VERSION",
     "SERVER",
     "STATUSES",
@@ -214,6 +216,13 @@ TRIALS = TableSpec(
             _field("requests_counted", pa.int64(), "requests Locust counted, all workers"),
             _field("rows_written", pa.int64(), "client rows the recorder wrote"),
             _field("late_sends", pa.int64(), "requests sent later than their intended time"),
+            _field(
+                "dropped_sends",
+                pa.int64(),
+                "slots of the schedule never sent (drain deadline, stop, overloaded generator, "
+                "lost worker); null when the generator did not count them",
+            ),
+            _field("workers_lost", pa.int32(), "load-generator workers lost during the trial"),
             _field("unfinished", pa.int64(), "accepted items not terminal at collection deadline"),
             _field("collected_at_ms", pa.float64(), "when collection finished"),
             _field("complete", pa.bool_(), "false when the trial was interrupted"),
@@ -222,8 +231,27 @@ TRIALS = TableSpec(
     required=("run_id", "trial", "repetition", "variant", "scenario", "started_at_ms"),
 )
 
+REDRIVEN = TableSpec(
+    name="redriven",
+    location="data/redriven",
+    schema=pa.schema(
+        [
+            _field("run_id", pa.string(), "run id"),
+            _field("trial", pa.int32(), "trial of the request"),
+            _field("variant", pa.string(), "always 'storage_first'"),
+            _field("request_id", pa.string(), "item id that was processed again"),
+            _field("source", pa.string(), "'parked' (failure destination) or 'pending' (cut-off)"),
+            _field("redriven_at_ms", pa.float64(), "re-driver clock: when it was re-driven"),
+            _field("status_before", pa.string(), f"item status before: one of {', '.join(STATUSES)}"),
+            _field("status_after", pa.string(), f"item status after: one of {', '.join(STATUSES)}"),
+            _field("error", pa.string(), "error of the re-drive itself, if it failed"),
+        ]
+    ),
+    required=("run_id", "trial", "variant", "request_id", "source", "redriven_at_ms"),
+)
+
 TABLES: Mapping[str, TableSpec] = {
-    spec.name: spec for spec in (CLIENT, SERVER, PARKED, METRICS, TRIALS)
+    spec.name: spec for spec in (CLIENT, SERVER, PARKED, METRICS, TRIALS, REDRIVEN)
 }
 
 
