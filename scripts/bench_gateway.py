@@ -29,10 +29,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stack.config import StackConfig
-from stack.local.dynamodb_http import DynamoDbHttp
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
-from stack.local.gateway import Gateway
-from stack.local.tables import create_tables
+from stack.local.apigateway.gateway import Gateway
+from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
+from stack.local.dynamodb.http_client import DynamoDbHttp
+from stack.local.dynamodb.tables import create_tables
 
 CLIENT_BODY = b'{"work_ms": 0, "payload": "bench"}'
 

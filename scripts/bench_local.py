@@ -36,7 +36,7 @@ import psutil
 
 from asyncbench.paths import PROJECT_ROOT
 from stack.endpoints import Endpoints, read_endpoints
-from stack.local.dynamodb_local import client_kwargs
+from stack.local.dynamodb.dynamodb_local import client_kwargs
 
 Figures = dict[str, float | int | str]
 FIGURES: dict[str, Callable[[Bench], Figures]] = {}

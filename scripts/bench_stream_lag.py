@@ -26,12 +26,17 @@ from typing import Any
 import boto3
 
 from stack.config import StackConfig
-from stack.local.dynamodb_http import DynamoDbHttp
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal, client_kwargs
-from stack.local.event_source_mapping import EventSourceMapping
-from stack.local.lambda_runtime import LocalFunction
+from stack.local.awslambda.runtime import LocalFunction
+from stack.local.dynamodb.dynamodb_local import (
+    LOCAL_CREDENTIALS,
+    LOCAL_REGION,
+    DynamoDBLocal,
+    client_kwargs,
+)
+from stack.local.dynamodb.http_client import DynamoDbHttp
+from stack.local.dynamodb.tables import table_definition
+from stack.local.event_source_mapping.mapping import EventSourceMapping
 from stack.local.metrics import MetricsLog
-from stack.local.tables import table_definition
 
 
 def percentile(values: list[float], fraction: float) -> float:

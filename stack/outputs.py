@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from asyncbench.errors import StackNotDeployedError
 from stack.config import StackConfig
 from stack.endpoints import Endpoints, VariantEndpoint
+from stack.variants import STAGE_NAMES
 
 __all__ = [
     "AWS_RESOURCES_KEY",
@@ -31,8 +32,8 @@ __all__ = [
     "stack_names",
 ]
 
-# API stage names are the variants' path segments (CONTRACT.md: base_url ends in them).
-STAGE_NAMES = {"direct": "direct", "storage_first": "storage-first"}
+# API stage names are the variants' path segments (CONTRACT.md: base_url ends in them);
+# re-exported from their one home.
 
 # CloudFormation output keys: written by stack.stacks, read back here after a deploy.
 OUTPUT_KEYS = {

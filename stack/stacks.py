@@ -22,6 +22,7 @@ from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.constructs import IngestApi, ProcessorFunction, RequestsTable
 from stack.constructs.nag import acknowledge
 from stack.outputs import OUTPUT_KEYS, STAGE_NAMES
+from stack.variants import HANDLERS
 
 __all__ = ["FAILURE_QUEUE_RETENTION", "DirectStack", "StorageFirstStack"]
 
@@ -82,7 +83,7 @@ class DirectStack(_VariantStack):
     """REST API -> Lambda proxy -> direct handler -> its own table."""
 
     variant = "direct"
-    handler = "processor.direct.handler"
+    handler = HANDLERS["direct"]
     # PutItem stores the outcome; UpdateItem counts a duplicate invocation of the same request.
     table_actions = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 
@@ -97,7 +98,7 @@ class StorageFirstStack(_VariantStack):
     """REST API -> DynamoDB PutItem -> stream -> event source mapping -> stream handler."""
 
     variant = "storage_first"
-    handler = "processor.stream.handler"
+    handler = HANDLERS["storage_first"]
     # BatchGetItem (GetItem as a fallback) reads the batch's items (consistent) before
     # processing; UpdateItem records the outcome.
     table_actions = ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem")

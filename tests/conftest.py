@@ -20,7 +20,7 @@ import pytest
 
 from asyncbench.errors import DependencyMissingError
 from stack.config import StackConfig
-from stack.local.dynamodb_local import DynamoDBLocal, find_jar, find_java
+from stack.local.dynamodb.dynamodb_local import DynamoDBLocal, find_jar, find_java
 from stack.local.settings import LocalStageSettings
 from stack.local.stage import LocalStage
 

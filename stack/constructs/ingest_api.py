@@ -19,6 +19,7 @@ from constructs import Construct
 from stack.constructs.mapping_templates import read_template
 from stack.constructs.nag import acknowledge
 from stack.constructs.processor_function import retention_days
+from stack.variants import ERROR_RESPONSES, GET_ITEM_INTEGRATION, PUT_ITEM_INTEGRATION
 
 __all__ = ["ACCESS_LOG_FIELDS", "IngestApi"]
 
@@ -48,14 +49,13 @@ def _access_log_format() -> apigw.AccessLogFormat:
 
 def _error_responses() -> list[apigw.IntegrationResponse]:
     """DynamoDB's 4xx -> 400 and 5xx -> 500 (the template turns throttling into 429)."""
-    template = {JSON: read_template("put_error_response.vtl")}
     return [
         apigw.IntegrationResponse(
-            status_code="400", selection_pattern=r"4\d{2}", response_templates=template
-        ),
-        apigw.IntegrationResponse(
-            status_code="500", selection_pattern=r"5\d{2}", response_templates=template
-        ),
+            status_code=str(response.status),
+            selection_pattern=response.selection_pattern,
+            response_templates={JSON: read_template(response.template)},
+        )
+        for response in ERROR_RESPONSES
     ]
 
 
@@ -124,16 +124,18 @@ class IngestApi(Construct):
         self.get_method = self.request_by_id.add_method(
             "GET",
             self._dynamodb_integration(
-                action="GetItem",
-                request_template=read_template("get_request.vtl"),
+                action=GET_ITEM_INTEGRATION.action,
+                request_template=read_template(GET_ITEM_INTEGRATION.request_template),
                 # get_response.vtl overrides the status to 404 when there is no item.
                 success=apigw.IntegrationResponse(
-                    status_code="200",
-                    response_templates={JSON: read_template("get_response.vtl")},
+                    status_code=str(GET_ITEM_INTEGRATION.responses[0].status),
+                    response_templates={
+                        JSON: read_template(GET_ITEM_INTEGRATION.responses[0].template)
+                    },
                 ),
             ),
             request_parameters={"method.request.path.id": True},
-            method_responses=_method_responses("200", "400", "404", "500"),
+            method_responses=_method_responses(*map(str, GET_ITEM_INTEGRATION.method_statuses)),
         )
         self.post_method: apigw.Method | None = None
         self._acknowledge_nag_findings()
@@ -205,15 +207,17 @@ class IngestApi(Construct):
         self.post_method = self.requests.add_method(
             "POST",
             self._dynamodb_integration(
-                action="PutItem",
-                request_template=read_template("put_request.vtl"),
+                action=PUT_ITEM_INTEGRATION.action,
+                request_template=read_template(PUT_ITEM_INTEGRATION.request_template),
                 # The default response (no selection pattern): DynamoDB answers 200, 4xx or 5xx
                 # and the two error patterns take the latter, so this only ever sees 200.
                 success=apigw.IntegrationResponse(
-                    status_code="202",
-                    response_templates={JSON: read_template("put_response.vtl")},
+                    status_code=str(PUT_ITEM_INTEGRATION.responses[0].status),
+                    response_templates={
+                        JSON: read_template(PUT_ITEM_INTEGRATION.responses[0].template)
+                    },
                 ),
             ),
-            method_responses=_method_responses("202", "400", "429", "500"),
+            method_responses=_method_responses(*map(str, PUT_ITEM_INTEGRATION.method_statuses)),
         )
         return self.post_method

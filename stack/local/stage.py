@@ -23,29 +23,26 @@ from typing import Any, cast
 from asyncbench.errors import LocalStageError
 from stack.config import StackConfig
 from stack.endpoints import Endpoints, VariantEndpoint, write_endpoints
-from stack.local.dynamodb_local import (
+from stack.local.awslambda.runtime import LocalFunction
+from stack.local.dynamodb.dynamodb_local import (
     LOCAL_CREDENTIALS,
     LOCAL_REGION,
     DynamoDBLocal,
     find_jar,
     find_java,
 )
-from stack.local.lambda_runtime import LocalFunction
+from stack.local.dynamodb.tables import LocalTable, create_tables
 from stack.local.metrics import MetricsLog
 from stack.local.settings import LocalStageSettings
-from stack.local.tables import LocalTable, create_tables
+from stack.variants import HANDLERS, STAGE_NAMES
 
 __all__ = [
-    "HANDLERS",
     "LocalStage",
     "StageState",
     "already_running_error",
     "pid_alive",
     "read_stage_state",
 ]
-
-HANDLERS = {"direct": "processor.direct.handler", "storage_first": "processor.stream.handler"}
-ROUTE_SEGMENTS = {"direct": "direct", "storage_first": "storage-first"}
 
 
 @dataclass(frozen=True)
@@ -243,8 +240,8 @@ class LocalStage:
 
     def _start_parts(self) -> None:
         # Imported here: the gateway and the mapping are heavier and only needed when starting.
-        from stack.local.event_source_mapping import EventSourceMapping
-        from stack.local.gateway import Gateway
+        from stack.local.apigateway.gateway import Gateway
+        from stack.local.event_source_mapping.mapping import EventSourceMapping
 
         settings, config = self.settings, self.config
         if settings.gateway_port:
@@ -278,7 +275,7 @@ class LocalStage:
         for variant, handler in HANDLERS.items():
             table = self.tables[variant]
             self.functions[variant] = LocalFunction(
-                name=f"{config.name_prefix}-{ROUTE_SEGMENTS[variant]}-processor",
+                name=f"{config.name_prefix}-{STAGE_NAMES[variant]}-processor",
                 variant=variant,
                 handler=handler,
                 environment=self._function_environment(table.name),
@@ -336,7 +333,7 @@ class LocalStage:
         url = str(self.gateway.url).rstrip("/")
         variants = {
             variant: VariantEndpoint(
-                base_url=f"{url}/{ROUTE_SEGMENTS[variant]}",
+                base_url=f"{url}/{STAGE_NAMES[variant]}",
                 table=self.tables[variant].name,
                 failure_destination=(
                     str(self.settings.failure_destination_path)

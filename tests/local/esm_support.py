@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from stack.local.dynamodb_local import DynamoDBLocal, client_kwargs
-from stack.local.tables import table_definition
+from stack.local.dynamodb.dynamodb_local import DynamoDBLocal, client_kwargs
+from stack.local.dynamodb.tables import table_definition
 
 __all__ = [
     "Answer",
@@ -28,7 +28,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Answer:
-    """What the stand-in returns: the fields of ``lambda_runtime.Invocation`` the mapping reads."""
+    """What the stand-in returns: the fields of the runtime's ``Invocation`` the mapping reads."""
 
     status: str = "ok"
     payload: Any = None

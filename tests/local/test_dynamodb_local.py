@@ -17,9 +17,9 @@ import pytest
 
 from asyncbench.errors import DependencyMissingError, LocalStageError
 from stack.config import StackConfig
-from stack.local.dynamodb_local import DynamoDBLocal, client_kwargs, find_jar
+from stack.local.dynamodb.dynamodb_local import DynamoDBLocal, client_kwargs, find_jar
+from stack.local.dynamodb.tables import create_tables
 from stack.local.stage import pid_alive
-from stack.local.tables import create_tables
 
 pytestmark = pytest.mark.local_stage
 
@@ -115,7 +115,7 @@ def test_jvm_dies_with_a_sigkilled_parent(tmp_path: Path):
         f"""
         import sys, time
         from pathlib import Path
-        from stack.local.dynamodb_local import DynamoDBLocal
+        from stack.local.dynamodb.dynamodb_local import DynamoDBLocal
         server = DynamoDBLocal(log_path=Path({str(tmp_path / "ddb.log")!r}))
         server.start()
         print(server.pid, flush=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stack.config import StackConfig
-from stack.local.event_source_mapping import EventSourceMapping, MappingSettings
+from stack.local.event_source_mapping.mapping import EventSourceMapping, MappingSettings
 from tests.local.esm_support import (
     Answer,
     StandInFunction,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from stack.config import StackConfig
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION
-from stack.local.event_source_mapping import EventSourceMapping
-from stack.local.lambda_runtime import LocalFunction
+from stack.local.awslambda.runtime import LocalFunction
+from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION
+from stack.local.event_source_mapping.mapping import EventSourceMapping
 from stack.local.metrics import MetricsLog
 from tests.local.esm_support import create_stream_table, dynamodb_endpoint, wait_until
 

@@ -9,11 +9,11 @@ import pytest
 
 from asyncbench.errors import ConfigError
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
-from stack.local.batch_outcome import interpret
-from stack.local.event_filter import matches_any, matches_pattern
-from stack.local.event_source_mapping import EventSourceMapping
-from stack.local.failure_destination import FailureDestination, failure_record
-from stack.local.stream_reader import Shard, to_lambda_record
+from stack.local.event_source_mapping.batch_outcome import interpret
+from stack.local.event_source_mapping.event_filter import matches_any, matches_pattern
+from stack.local.event_source_mapping.failure_destination import FailureDestination, failure_record
+from stack.local.event_source_mapping.mapping import EventSourceMapping
+from stack.local.event_source_mapping.stream_reader import Shard, to_lambda_record
 from tests.local.esm_support import StandInFunction, wait_until
 
 ARN = "arn:aws:dynamodb:ddblocal:000000000000:table/t/stream/2026-01-01T00:00:00.000"

@@ -17,10 +17,15 @@ import boto3
 import pytest
 
 from stack.config import StackConfig
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal, client_kwargs
-from stack.local.gateway import Gateway
-from stack.local.lambda_runtime import LocalFunction
-from stack.local.tables import create_tables
+from stack.local.apigateway.gateway import Gateway
+from stack.local.awslambda.runtime import LocalFunction
+from stack.local.dynamodb.dynamodb_local import (
+    LOCAL_CREDENTIALS,
+    LOCAL_REGION,
+    DynamoDBLocal,
+    client_kwargs,
+)
+from stack.local.dynamodb.tables import create_tables
 
 pytestmark = pytest.mark.local_stage
 

@@ -15,10 +15,10 @@ import boto3
 import pytest
 
 from stack.config import StackConfig
-from stack.local.dynamodb_local import DynamoDBLocal, client_kwargs
-from stack.local.gateway import Gateway
+from stack.local.apigateway.gateway import Gateway
+from stack.local.dynamodb.dynamodb_local import DynamoDBLocal, client_kwargs
+from stack.local.dynamodb.tables import create_tables
 from stack.local.metrics import MetricsLog
-from stack.local.tables import create_tables
 
 pytestmark = pytest.mark.local_stage
 

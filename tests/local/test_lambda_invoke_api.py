@@ -18,9 +18,9 @@ from botocore.exceptions import ClientError
 
 from asyncbench.errors import EndpointsError
 from stack.endpoints import Endpoints, read_endpoints
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
-from stack.local.gateway import Gateway
-from stack.local.lambda_runtime import LocalFunction
+from stack.local.apigateway.gateway import Gateway
+from stack.local.awslambda.runtime import LocalFunction
+from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
 from stack.local.stage import LocalStage
 
 pytestmark = pytest.mark.local_stage

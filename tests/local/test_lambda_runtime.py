@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stack.local.lambda_runtime import Invocation, LocalFunction
+from stack.local.awslambda.runtime import Invocation, LocalFunction
 from stack.local.metrics import MetricsLog
 
 HANDLER_CODE = textwrap.dedent(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stack.local.vtl import (
+from stack.local.apigateway.vtl import (
     Context,
     Input,
     Template,

@@ -15,7 +15,7 @@ import pytest
 
 from processor import direct, stream
 from processor.runtime import Runtime, wall_clock_ms
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
+from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION, DynamoDBLocal
 from tests.processor.events import FakeContext, batch, proxy_event, sequence_numbers, stream_record
 
 pytestmark = pytest.mark.local_stage

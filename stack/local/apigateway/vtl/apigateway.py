@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stack.local.vtl.java import MethodMissing
+from stack.local.apigateway.vtl.java import MethodMissing
 
 __all__ = [
     "Context",
@@ -212,7 +212,7 @@ class Util:
 
 
 def _text(value: Any) -> str:
-    from stack.local.vtl.java import to_string
+    from stack.local.apigateway.vtl.java import to_string
 
     return to_string(value)
 

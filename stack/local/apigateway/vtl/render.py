@@ -11,8 +11,14 @@ import contextlib
 from collections.abc import MutableMapping
 from typing import Any
 
-from stack.local.vtl import parser as p
-from stack.local.vtl.java import MethodMissing, call_method, get_property, java_equals, to_string
+from stack.local.apigateway.vtl import parser as p
+from stack.local.apigateway.vtl.java import (
+    MethodMissing,
+    call_method,
+    get_property,
+    java_equals,
+    to_string,
+)
 
 __all__ = ["render_nodes"]
 

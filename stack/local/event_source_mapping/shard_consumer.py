@@ -6,7 +6,7 @@ criteria reject (they are checkpointed past, never delivered), and deals the res
 ``ParallelizationFactor`` lanes by partition key, so records of one item always travel in order
 through the same lane ("Concurrent reads of DynamoDB Streams shards": "records with the same
 partition key ... processed in order"). Each lane has one worker that batches, invokes, retries,
-bisects and discards (see :mod:`stack.local.batch_outcome` for what a result means).
+bisects and discards (see :mod:`.batch_outcome` for what a result means).
 
 Batching ("Lambda event source mappings" > batching behavior): a batch goes out when it holds
 BatchSize records, when it nears the 6 MB invoke payload limit, or when the batching window has
@@ -27,11 +27,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stack.local.batch_outcome import BatchOutcome, interpret
-from stack.local.event_filter import matches_any
-from stack.local.failure_destination import Condition, FailureDestination, failure_record
-from stack.local.mapping_settings import INVOKE_PAYLOAD_LIMIT_BYTES, MappingSettings
-from stack.local.stream_reader import (
+from stack.local.event_source_mapping.batch_outcome import BatchOutcome, interpret
+from stack.local.event_source_mapping.event_filter import matches_any
+from stack.local.event_source_mapping.failure_destination import (
+    Condition,
+    FailureDestination,
+    failure_record,
+)
+from stack.local.event_source_mapping.settings import INVOKE_PAYLOAD_LIMIT_BYTES, MappingSettings
+from stack.local.event_source_mapping.stream_reader import (
     ExpiredIteratorError,
     Shard,
     StreamReadError,
@@ -54,7 +58,7 @@ _RECORDS_PER_READ = 1000
 
 
 class InvocationResult(Protocol):
-    """The fields of ``stack.local.lambda_runtime.Invocation`` the mapping reads."""
+    """The fields of ``stack.local.awslambda.runtime.Invocation`` the mapping reads."""
 
     status: str
     payload: Any

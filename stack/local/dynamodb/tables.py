@@ -13,7 +13,7 @@ import boto3
 
 from stack.config import StackConfig
 from stack.endpoints import VARIANTS
-from stack.local.dynamodb_local import client_kwargs
+from stack.local.dynamodb.dynamodb_local import client_kwargs
 
 __all__ = ["LocalTable", "create_tables", "table_definition"]
 

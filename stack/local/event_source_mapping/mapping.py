@@ -12,7 +12,7 @@ sends to your function"):
   appear later are read from their beginning, so nothing written after start is missed;
 - FilterCriteria, BatchSize, MaximumBatchingWindowInSeconds, BisectBatchOnFunctionError,
   MaximumRetryAttempts, MaximumRecordAgeInSeconds, ReportBatchItemFailures,
-  ParallelizationFactor and the on-failure destination: see :mod:`stack.local.shard_consumer`.
+  ParallelizationFactor and the on-failure destination: see :mod:`.shard_consumer`.
 
 :meth:`start` returns once the shards present at start have iterators (so LATEST means "after
 start() returned"); :meth:`stop` returns promptly and never acts on a batch after it is called.
@@ -29,11 +29,20 @@ from typing import Any
 
 from asyncbench.errors import LocalStageError
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
-from stack.local.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION
-from stack.local.failure_destination import FailureDestination
-from stack.local.mapping_settings import MappingSettings
-from stack.local.shard_consumer import InvokableFunction, MetricsSink, ShardConsumer
-from stack.local.stream_reader import Shard, StreamNotFoundError, StreamReadError, StreamsClient
+from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION
+from stack.local.event_source_mapping.failure_destination import FailureDestination
+from stack.local.event_source_mapping.settings import MappingSettings
+from stack.local.event_source_mapping.shard_consumer import (
+    InvokableFunction,
+    MetricsSink,
+    ShardConsumer,
+)
+from stack.local.event_source_mapping.stream_reader import (
+    Shard,
+    StreamNotFoundError,
+    StreamReadError,
+    StreamsClient,
+)
 
 __all__ = ["EventSourceMapping", "MappingSettings"]
 
@@ -60,7 +69,6 @@ class EventSourceMapping:
         settings: MappingSettings | None = None,
         region: str | None = None,
         access_key_id: str | None = None,
-        secret_access_key: str | None = None,
         record_time_attribute: str | None = "accepted_at_ms",
         discovery_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -85,11 +93,8 @@ class EventSourceMapping:
         )
         self._client = StreamsClient(
             dynamodb_endpoint,
-            # The stage's dummy credentials; without -sharedDb DynamoDB Local keeps one database
-            # per access key and region, so they must be the ones the table was created with.
             region=region or LOCAL_REGION,
             access_key_id=access_key_id or LOCAL_CREDENTIALS["aws_access_key_id"],
-            secret_access_key=secret_access_key or LOCAL_CREDENTIALS["aws_secret_access_key"],
         )
         self._stop = threading.Event()
         self._lock = threading.Lock()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from stack.local.lambda_runtime import LOCAL_ACCOUNT, Invocation, LocalFunction
+from stack.local.awslambda.runtime import LOCAL_ACCOUNT, Invocation, LocalFunction
 
 __all__ = ["INVOKE_PATH_PREFIX", "InvokeApi", "InvokeResponse", "is_invoke_path"]
 

@@ -1,29 +1,21 @@
-"""A small DynamoDB Streams client for DynamoDB Local, speaking the JSON protocol over HTTP.
+"""The mapping's reader of DynamoDB Streams (on DynamoDB Local's JSON protocol) and the record
+shape Lambda delivers.
 
 Why not boto3: its parser turns binary attributes into bytes and timestamps into datetimes, and
 the event source mapping must hand records to the function exactly as they came off the wire
 (DynamoDB JSON, as Lambda delivers them). Raw JSON is also several times cheaper to parse, which
 matters on a 2-core machine that also runs the load generator.
-
-DynamoDB Local keeps one database per access key and region, so the client must sign with the
-same credentials as whoever created the table (the signature itself is not checked).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
-
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from asyncbench.errors import LocalStageError
+from stack.local.dynamodb.http_client import STREAMS_TARGET, DynamoDbHttp, DynamoDbUnavailableError
 
 __all__ = [
     "ExpiredIteratorError",
@@ -71,30 +63,14 @@ class Shard:
 
 
 class StreamsClient:
-    """Thread-safe: each thread keeps its own keep-alive HTTP connection."""
+    """The Streams operations the mapping needs; thread-safe (one connection per thread)."""
 
     def __init__(
-        self,
-        endpoint_url: str,
-        *,
-        region: str,
-        access_key_id: str,
-        secret_access_key: str,
-        timeout_s: float = 10.0,
+        self, endpoint_url: str, *, region: str, access_key_id: str, timeout_s: float = 10.0
     ) -> None:
-        parts = urlsplit(endpoint_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise LocalStageError(
-                f"DynamoDB endpoint {endpoint_url!r} must look like http://HOST:PORT"
-            )
-        self._url = f"http://{parts.hostname}:{parts.port or 80}/"
-        self._host = parts.hostname
-        self._port = parts.port or 80
-        self._timeout_s = timeout_s
-        self._signer = SigV4Auth(Credentials(access_key_id, secret_access_key), "dynamodb", region)
-        self._local = threading.local()
-        self._all_lock = threading.Lock()
-        self._all: list[http.client.HTTPConnection] = []
+        self._http = DynamoDbHttp(
+            endpoint_url, region=region, access_key_id=access_key_id, timeout_s=timeout_s
+        )
 
     # ------------------------------------------------------------------------ API calls
     def describe_shards(self, stream_arn: str) -> list[Shard]:
@@ -142,64 +118,28 @@ class StreamsClient:
 
     def close_thread_connection(self) -> None:
         """Close the calling thread's connection (a thread calls this before it ends)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            self._local.connection = None
-            with self._all_lock:
-                if connection in self._all:
-                    self._all.remove(connection)
-            connection.close()
+        self._http.close_thread_connection()
 
     def close(self) -> None:
         """Close every connection of every thread."""
-        with self._all_lock:
-            connections, self._all = self._all, []
-        for connection in connections:
-            connection.close()
+        self._http.close()
 
     # ------------------------------------------------------------------------- private
     def _call(self, operation: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(body).encode()
-        request = AWSRequest(
-            method="POST",
-            url=self._url,
-            data=payload,
-            headers={
-                "X-Amz-Target": f"DynamoDBStreams_20120810.{operation}",
-                "Content-Type": "application/x-amz-json-1.0",
-            },
-        )
-        self._signer.add_auth(request)
-        headers = dict(request.headers.items())
-        for attempt in range(2):
-            connection = self._connection()
-            try:
-                connection.request("POST", "/", body=payload, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                break
-            except (ConnectionError, http.client.HTTPException, OSError):
-                # A kept-alive connection the server closed: reconnect once, then give up.
-                self.close_thread_connection()
-                if attempt:
-                    raise
+        try:
+            status, data = self._http.call(
+                operation, json.dumps(body).encode(), target=STREAMS_TARGET
+            )
+        except DynamoDbUnavailableError as error:
+            raise StreamReadError(f"{operation} failed: {error}") from error
         answer: dict[str, Any] = json.loads(data) if data else {}
-        if response.status != 200:
+        if status != 200:
             kind = str(answer.get("__type", "")).rpartition("#")[2]
             message = (
                 answer.get("Message") or answer.get("message") or data.decode(errors="replace")
             )
             raise _ERRORS.get(kind, StreamReadError)(f"{operation} failed: {kind}: {message}")
         return answer
-
-    def _connection(self) -> http.client.HTTPConnection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
-            self._local.connection = connection
-            with self._all_lock:
-                self._all.append(connection)
-        return connection
 
 
 def to_lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stack.local.vtl.apigateway import Context, Input, Util, escape_javascript, json_path
-from stack.local.vtl.parser import TemplateSyntaxError, parse
-from stack.local.vtl.template import TEMPLATES_DIR, Template, load_template
+from stack.local.apigateway.vtl.apigateway import Context, Input, Util, escape_javascript, json_path
+from stack.local.apigateway.vtl.parser import TemplateSyntaxError, parse
+from stack.local.apigateway.vtl.template import TEMPLATES_DIR, Template, load_template
 
 __all__ = [
     "TEMPLATES_DIR",

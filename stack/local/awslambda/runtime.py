@@ -1,7 +1,7 @@
 """Lambda, locally: execution environments as separate processes, one event at a time each.
 
 A :class:`LocalFunction` keeps a pool of environments (processes forked from a fork server
-that has the SDK imported; see :mod:`stack.local.lambda_worker`). An invocation takes an idle
+that has the SDK imported; see :mod:`stack.local.awslambda.worker`). An invocation takes an idle
 environment or starts a new one (a cold start: the handler module is imported and the import
 timed as InitDuration); when ``concurrency`` environments are all busy the call is throttled
 at once, like Lambda's 429 TooManyRequestsException. A handler over its timeout is killed and
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asyncbench.paths import PROJECT_ROOT
-from stack.local.lambda_worker import PRELOAD_MODULES, serve_environment
+from stack.local.awslambda.worker import PRELOAD_MODULES, serve_environment
 from stack.local.metrics import MetricsLog
 
 __all__ = ["INIT_TIMEOUT_S", "LOCAL_ACCOUNT", "Invocation", "LocalFunction"]
@@ -49,7 +49,7 @@ INIT_TIMEOUT_S = 10.0
 INTERPRETER_START_ALLOWANCE_S = 5.0
 
 # Environments are forked from one fork server per stage process (started on first use), with
-# the SDK already imported: see stack.local.lambda_worker. Environments never share state: each
+# the SDK already imported: see stack.local.awslambda.worker. Environments never share state: each
 # is a fresh fork, and the fork server itself never runs a handler.
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD_MODULES)

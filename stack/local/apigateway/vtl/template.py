@@ -7,13 +7,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stack.local.vtl.apigateway import Context, Input, Util
-from stack.local.vtl.parser import parse
-from stack.local.vtl.render import render_nodes
+from stack.local.apigateway.vtl.apigateway import Context, Input, Util
+from stack.local.apigateway.vtl.parser import parse
+from stack.local.apigateway.vtl.render import render_nodes
 
 __all__ = ["TEMPLATES_DIR", "Template", "load_template"]
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
 
 _UTIL = Util()
 

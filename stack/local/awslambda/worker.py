@@ -1,6 +1,6 @@
 """One Lambda execution environment: a process that runs one event at a time.
 
-:mod:`stack.local.lambda_runtime` starts each environment with :func:`serve_environment`, forked
+:mod:`stack.local.awslambda.runtime` starts each environment with :func:`serve_environment`, forked
 from a fork server that has already imported boto3 (as the Lambda Python runtime ships it), so
 a cold start costs a fork plus the handler's own import, not a whole interpreter start-up: on a
 2-core machine ten simultaneous interpreter start-ups would otherwise take seconds and throttle
@@ -39,11 +39,11 @@ __all__ = ["PRELOAD_MODULES", "LambdaContext", "load_handler", "serve_environmen
 # What the fork server imports once for every environment: the runtime's own modules and the
 # SDK the Lambda Python runtime provides.
 PRELOAD_MODULES = [
-    "stack.local.lambda_worker",
+    "stack.local.awslambda.worker",
     "boto3",
     "botocore.session",
     "botocore.client",
-    "stack.local.sdk_preload",
+    "stack.local.awslambda.sdk_preload",
 ]
 
 # How often the watchdog checks that the runtime that started us is still alive.
