@@ -12,6 +12,7 @@ from stack.local.apigateway.vtl import (
     Input,
     Template,
     TemplateSyntaxError,
+    Util,
     escape_javascript,
     load_template,
 )
@@ -63,9 +64,13 @@ def test_escape_javascript_matches_commons_lang(raw: str, escaped: str) -> None:
 
 def test_escape_javascript_null_stays_null() -> None:
     assert escape_javascript(None) is None
-    # ...and a null reference prints as written, unless quiet.
+    # ...and a null reference prints as empty in API Gateway (AWS recorded), as written in
+    # plain Velocity.
     assert render("[$util.escapeJavaScript($nothing)][$!util.escapeJavaScript($nothing)]") == (
-        "[$util.escapeJavaScript($nothing)][]"
+        "[][]"
+    )
+    assert Template("[$util.escapeJavaScript($nothing)]").render({"util": Util()}) == (
+        "[$util.escapeJavaScript($nothing)]"
     )
 
 
@@ -84,7 +89,8 @@ def test_input_path_json_and_body() -> None:
     assert render("$input.path('$.a.b').size()", body) == "2"
     assert render("$input.json('$.a.b')", body) == '[10,{"c":"it\'s"}]'
     assert render("$input.json('$.a.b[1].c')", body) == '"it\'s"'
-    assert render("$input.path('$.a')", body) == "{b=[10, {c=it's}]}"  # Java Map.toString
+    # A map prints as Java's Map.toString, the arrays API Gateway parsed as compact JSON.
+    assert render("$input.path('$.a')", body) == '{b=[10,{"c":"it\'s"}]}'
     assert render("[$!input.path('$.missing')]", body) == "[]"
     assert render("$input.body", body) == body
 
@@ -141,7 +147,8 @@ def test_set_arithmetic_maps_and_strings() -> None:
     )
     assert render("#set($e = '😀x')$e.length() $e.substring(2)") == "3 x"
     assert render("#set($p = 'a,b,,')$p.split(',').size()") == "2"
-    assert render("$x.y", "{}") == "$x.y"  # an undefined reference prints as written
+    assert render("$x.y", "{}") == ""  # API Gateway prints an undefined reference as empty
+    assert Template("$x.y").render({}) == "$x.y"  # plain Velocity prints it as written
 
 
 def test_response_override_status_and_header() -> None:

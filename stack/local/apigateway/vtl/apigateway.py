@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stack.local.apigateway.vtl.java import MethodMissing
+from stack.local.apigateway.vtl.java import JsonList, MethodMissing
 
 __all__ = [
     "Context",
@@ -78,7 +78,7 @@ def json_path(document: Any, path: str) -> Any:
             multiple = True
         values = [v for value in values for v in _select(value, match)]
     if multiple:
-        return values
+        return JsonList(values)
     return values[0] if values else None
 
 
@@ -131,26 +131,33 @@ class Input:
 
     def _document(self) -> Any:
         if self._parsed is _MISSING:
-            # API Gateway evaluates JSONPath on an empty body as on an empty object.
-            self._parsed = json.loads(self.body) if self.body.strip() else {}
+            # API Gateway evaluates JSONPath on an empty body as on an empty object; its
+            # arrays print as JSON (JsonList).
+            self._parsed = (
+                json.loads(self.body, object_pairs_hook=dict, parse_constant=float)
+                if self.body.strip()
+                else {}
+            )
+            self._parsed = _json_lists(self._parsed)
         return self._parsed
 
     def vtl_get(self, name: str) -> Any:
         if name == "body":
-            return self.body
+            # AWS recorded: $input.body of an empty body is "{}".
+            return self.body if self.body else "{}"
         raise MethodMissing(name)
 
     def vtl_call(self, name: str, args: list[Any]) -> Any:
-        if name == "path" and len(args) == 1:
-            try:
-                return json_path(self._document(), str(args[0]))
-            except ValueError as error:
-                raise MethodMissing("body is not JSON") from error
-        if name == "json" and len(args) == 1:
+        if name in ("path", "json") and len(args) == 1:
+            # AWS recorded: no match, or a body that is not JSON, gives "" (not null).
             try:
                 found = json_path(self._document(), str(args[0]))
-            except ValueError as error:
-                raise MethodMissing("body is not JSON") from error
+            except ValueError:
+                return ""
+            if found is None:
+                return ""
+            if name == "path":
+                return found
             return json.dumps(found, ensure_ascii=False, separators=(",", ":"))
         if name == "params" and not args:
             return {
@@ -174,6 +181,14 @@ class Input:
             if key.lower() == lowered:
                 return value
         return ""
+
+
+def _json_lists(value: Any) -> Any:
+    if isinstance(value, list):
+        return JsonList(_json_lists(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _json_lists(item) for key, item in value.items()}
+    return value
 
 
 # --- $util ---

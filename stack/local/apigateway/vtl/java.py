@@ -7,6 +7,7 @@ Java does (an emoji is 2 chars long).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = [
+    "JsonList",
     "MethodMissing",
+    "MethodThrew",
     "call_method",
     "get_property",
     "java_equals",
@@ -27,6 +30,19 @@ __all__ = [
 
 class MethodMissing(Exception):
     """Raised (internally) when a value has no such method or property; renders as null."""
+
+
+class MethodThrew(Exception):
+    """Raised (internally) when a Java method would throw (an index out of range, a bad
+    regex): Velocity raises MethodInvocationException and API Gateway fails the request."""
+
+
+class JsonList(list[Any]):
+    """A JSON array as API Gateway's ``$input.path`` returns it: it prints as compact JSON
+    (``[{"foo":"bar"}]``), also inside a map, where a Java List would print ``[{foo=bar}]``."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, ensure_ascii=False, separators=(",", ":"))
 
 
 def to_string(value: Any) -> str:
@@ -45,6 +61,8 @@ def to_string(value: Any) -> str:
         return _double_to_string(value)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{to_string(k)}={to_string(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, JsonList):
+        return str(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(to_string(item) for item in value) + "]"
     return str(value)
@@ -102,7 +120,7 @@ def java_replacement(replacement: str) -> str:
             out.append(f"\\g<{replacement[i + 1]}>")
             i += 2
         elif char == "$":
-            raise MethodMissing("illegal group reference in replacement")
+            raise MethodThrew("IllegalArgumentException: Illegal group reference")
         else:
             out.append("\\\\" if char == "\\" else char)
             i += 1
@@ -124,12 +142,12 @@ def _length(text: str) -> int:
 def _substring(text: str, start: int, end: int | None = None) -> str:
     if text.isascii():
         if not 0 <= start <= (len(text) if end is None else end) <= len(text):
-            raise MethodMissing("index out of range")
+            raise MethodThrew(f"StringIndexOutOfBoundsException: begin {start}, end {end}")
         return text[start:end]
     units = _utf16(text)
     stop = len(units) // 2 if end is None else end
     if not 0 <= start <= stop <= len(units) // 2:
-        raise MethodMissing("index out of range")
+        raise MethodThrew(f"StringIndexOutOfBoundsException: begin {start}, end {stop}")
     return _from_utf16(units[start * 2 : stop * 2])
 
 
@@ -189,13 +207,21 @@ _MAP_METHODS: dict[str, Callable[..., Any]] = {
 }
 
 _LIST_METHODS: dict[str, Callable[..., Any]] = {
-    "get": lambda items, i: items[i] if 0 <= i < len(items) else None,
+    "get": lambda items, i: items[_list_index(items, i)],
     "size": len,
     "isEmpty": lambda items: not items,
     "contains": lambda items, x: x in items,
     "add": lambda items, x: items.append(x) or True,
     "toString": to_string,
 }
+
+
+def _list_index(items: list[Any], index: Any) -> int:
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError("List.get takes an int")
+    if not 0 <= index < len(items):
+        raise MethodThrew(f"IndexOutOfBoundsException: Index {index} out of bounds")
+    return index
 
 
 def call_method(value: Any, name: str, args: list[Any]) -> Any:
@@ -217,7 +243,10 @@ def call_method(value: Any, name: str, args: list[Any]) -> Any:
         raise MethodMissing(name)
     try:
         return method(value, *args)
-    except (TypeError, re.error, IndexError) as error:
+    except re.error as error:
+        raise MethodThrew(f"PatternSyntaxException: {error}") from error
+    except (TypeError, IndexError) as error:
+        # No overload takes these arguments: Velocity finds no method and yields null.
         raise MethodMissing(name) from error
 
 

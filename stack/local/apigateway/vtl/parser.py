@@ -3,8 +3,10 @@
 Follows Velocity 1.7 (what API Gateway renders mapping templates with), including its
 whitespace rules: ``##`` comments eat their newline; the ``)`` closing a directive and the
 ``#else``/``#end`` keywords eat trailing blanks plus one newline; ``#set`` also eats the blanks
-before it. Identifiers may contain ``-`` and ``_`` as in 1.7. Macros, ``#parse`` and
-``#include`` are not supported (API Gateway offers none of them).
+before it, unless plain text precedes them (the lexer then reads the blanks as text).
+Backslash escapes of references and directives follow 1.7 too. Identifiers may contain ``-``
+and ``_`` as in 1.7. Macros, ``#parse`` and ``#include`` are not supported (API Gateway offers
+none of them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from asyncbench.errors import AsyncbenchError
 
 __all__ = [
     "Binary",
+    "EscapedReference",
     "Foreach",
     "If",
     "Interpolated",
@@ -61,6 +64,15 @@ class Reference:
     steps: tuple[Access, ...]
     quiet: bool
     source: str  # how it was written: printed as-is when it resolves to null
+
+
+@dataclass(frozen=True, slots=True)
+class EscapedReference:
+    """``\\$ref`` (``backslashes`` of them): printed literally when the reference is null;
+    else each pair prints one backslash and an odd one makes the reference print as written."""
+
+    backslashes: int
+    reference: Reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +140,10 @@ class Stop:
 
 # --- lexing helpers ----------------------------------------------------------------------
 
-_SPECIAL = re.compile(r"[$#]")
+_SPECIAL = re.compile(r"[$#\\]")
+_BACKSLASHES = re.compile(r"\\+")
 _IDENT = re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*")
-_DIRECTIVE = re.compile(r"#(\{)?([a-zA-Z]+)(\})?")
+_DIRECTIVE = re.compile(r"#(?:\{([a-zA-Z]+)\}|([a-zA-Z]+))")
 _EAT_NEWLINE = re.compile(r"[ \t]*(?:\r\n|\n|\r)")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 _WORD_OPERATORS = {"and": "&&", "or": "||", "eq": "==", "ne": "!=", "lt": "<", "gt": ">"}
@@ -176,10 +189,35 @@ class _Parser:
                 ref = self.reference()
                 nodes.append(ref if ref is not None else Text(self._take_dollar()))
                 continue
+            if s[end] == "\\":
+                self.backslashes(nodes)
+                continue
             closer = self.hash(nodes)
             if closer is not None:
                 return tuple(_merge_text(nodes)), closer
         return tuple(_merge_text(nodes)), None
+
+    def backslashes(self, nodes: list[Any]) -> None:
+        """A run of backslashes: an escape when a reference or directive follows, else text."""
+        run = _BACKSLASHES.match(self.s, self.i)
+        assert run is not None
+        count = len(run.group())
+        self.i = run.end()
+        if self.s.startswith("$", self.i):
+            ref = self.reference()
+            if ref is not None:
+                nodes.append(EscapedReference(count, ref))
+                return
+            nodes.append(Text(run.group()))
+            return
+        directive = _DIRECTIVE.match(self.s, self.i)
+        if directive and (directive.group(1) or directive.group(2)) in _KNOWN_DIRECTIVES:
+            nodes.append(Text("\\" * (count // 2)))
+            if count % 2:  # escaped: the directive's text prints as it is
+                nodes.append(Text(directive.group()))
+                self.i = directive.end()
+            return
+        nodes.append(Text(run.group()))
 
     def _take_dollar(self) -> str:
         text = "$!" if self.s.startswith("$!", self.i) else "$"
@@ -207,15 +245,11 @@ class _Parser:
             self.i = end + 3
             return None
         match = _DIRECTIVE.match(s, i)
-        if (
-            not match
-            or match.group(2) not in _KNOWN_DIRECTIVES | _UNSUPPORTED_DIRECTIVES
-            or (bool(match.group(1)) != bool(match.group(3)))
-        ):
+        name = (match.group(1) or match.group(2)) if match else ""
+        if not match or name not in _KNOWN_DIRECTIVES | _UNSUPPORTED_DIRECTIVES:
             nodes.append(Text("#"))
             self.i = i + 1
             return None
-        name = match.group(2)
         self.i = match.end()
         if name in _UNSUPPORTED_DIRECTIVES:
             raise self.error(f"#{name} is not available in API Gateway mapping templates")
@@ -228,10 +262,10 @@ class _Parser:
             nodes.append(Stop(name))
             return None
         if name == "set":
-            # Velocity 1.7's #set token includes the blanks before it.
-            if nodes and isinstance(nodes[-1], Text):
-                stripped = nodes[-1].text.rstrip(" \t")
-                nodes[-1] = Text(stripped)
+            # Velocity 1.7's #set token includes the blanks before it, but only where the
+            # lexer starts a token there: after plain text the blanks belong to that text.
+            if nodes and isinstance(nodes[-1], Text) and not nodes[-1].text.strip(" \t"):
+                nodes[-1] = Text("")
             nodes.append(self.set_directive())
         elif name == "if":
             nodes.append(self.if_directive())

@@ -1,8 +1,14 @@
 """Render a parsed VTL template against a context of variables (Velocity 1.7 semantics).
 
-A reference that resolves to null prints as written (``$foo``) unless it is quiet (``$!foo``);
-``#if`` is false for null and false only; ``#set`` with a null value removes a simple variable;
-a failing method call yields null, as Velocity logs and carries on.
+Velocity mode: a reference that resolves to null prints as written (``$foo``) unless it is
+quiet (``$!foo``); ``#if`` is false for null and false only; ``#set`` with a null value leaves
+the variable as it was; a missing method yields null, but a method that throws (an index out of
+range) fails the rendering with :class:`TemplateRenderError`, as Velocity's
+MethodInvocationException does; ``#foreach`` over anything but a list or map renders nothing;
+``+`` concatenates when either side is a string.
+
+API Gateway mode (``api_gateway=True``) differs where AWS recorded API Gateway differing from
+stock Velocity: a null or invalid reference prints as empty, and null equals "".
 """
 
 from __future__ import annotations
@@ -11,16 +17,29 @@ import contextlib
 from collections.abc import MutableMapping
 from typing import Any
 
+from asyncbench.errors import LocalStageError
 from stack.local.apigateway.vtl import parser as p
 from stack.local.apigateway.vtl.java import (
     MethodMissing,
+    MethodThrew,
     call_method,
     get_property,
     java_equals,
     to_string,
 )
 
-__all__ = ["render_nodes"]
+__all__ = ["TemplateRenderError", "render_nodes"]
+
+
+class TemplateRenderError(LocalStageError):
+    """Raised when rendering fails as Velocity's would (a Java method threw); API Gateway
+    answers such a request 500."""
+
+
+class _Scope(dict[str, Any]):
+    """The template's variables, and the mode they are rendered in."""
+
+    api_gateway = False
 
 
 class _Break(Exception):
@@ -31,12 +50,22 @@ class _StopRendering(Exception):
     pass
 
 
-def render_nodes(nodes: tuple[Any, ...], variables: MutableMapping[str, Any]) -> str:
+def render_nodes(
+    nodes: tuple[Any, ...], variables: MutableMapping[str, Any], *, api_gateway: bool = False
+) -> str:
     """Render nodes to text; ``variables`` is changed by #set as Velocity's context is."""
+    if not isinstance(variables, _Scope):
+        scope = _Scope(variables)
+        scope.api_gateway = api_gateway
+        variables = scope
     out: list[str] = []
     with contextlib.suppress(_StopRendering, _Break):
         _render(nodes, variables, out)
     return "".join(out)
+
+
+def _api_gateway(variables: MutableMapping[str, Any]) -> bool:
+    return isinstance(variables, _Scope) and variables.api_gateway
 
 
 def _render(nodes: tuple[Any, ...], variables: MutableMapping[str, Any], out: list[str]) -> None:
@@ -47,10 +76,18 @@ def _render(nodes: tuple[Any, ...], variables: MutableMapping[str, Any], out: li
         elif kind is p.Reference:
             value = _resolve(node, variables)
             if value is None:
-                if not node.quiet:
+                if not node.quiet and not _api_gateway(variables):
                     out.append(node.source)
             else:
                 out.append(to_string(value))
+        elif kind is p.EscapedReference:
+            value = _resolve(node.reference, variables)
+            if value is None:
+                out.append("\\" * node.backslashes + node.reference.source)
+            else:
+                out.append("\\" * (node.backslashes // 2))
+                odd = node.backslashes % 2
+                out.append(node.reference.source if odd else to_string(value))
         elif kind is p.Set:
             _assign(node.target, _evaluate(node.value, variables), variables)
         elif kind is p.If:
@@ -66,9 +103,13 @@ def _render(nodes: tuple[Any, ...], variables: MutableMapping[str, Any], out: li
 
 def _foreach(node: p.Foreach, variables: MutableMapping[str, Any], out: list[str]) -> None:
     iterable = _evaluate(node.iterable, variables)
-    if iterable is None:
-        return
-    items = list(iterable.values()) if isinstance(iterable, dict) else list(iterable)
+    if isinstance(iterable, dict):
+        items = list(iterable.values())
+    elif isinstance(iterable, list | tuple):
+        items = list(iterable)
+    else:
+        return  # Velocity cannot iterate a string, a number or null: it logs and skips
+
     saved = {key: variables.get(key) for key in (node.variable, "foreach", "velocityCount")}
     try:
         for index, item in enumerate(items):
@@ -119,14 +160,17 @@ def _step(value: Any, step: p.Access, variables: MutableMapping[str, Any]) -> An
         return call_method(value, step.name, args)
     except MethodMissing:
         return None
+    except MethodThrew as error:
+        raise TemplateRenderError(
+            f"mapping template: invocation of method '{step.name}' threw {error}"
+        ) from None
 
 
 def _assign(target: p.Reference, value: Any, variables: MutableMapping[str, Any]) -> None:
+    if value is None:
+        return  # Velocity 1.7 (directive.set.null.allowed=false) keeps the old value
     if not target.steps:
-        if value is None:
-            variables.pop(target.name, None)
-        else:
-            variables[target.name] = value
+        variables[target.name] = value
         return
     owner = _resolve(p.Reference(target.name, target.steps[:-1], True, ""), variables)
     last = target.steps[-1]
@@ -172,11 +216,17 @@ def _binary(node: p.Binary, variables: MutableMapping[str, Any]) -> Any:
     if op == "||":
         return _truthy(left) or _truthy(_evaluate(node.right, variables))
     right = _evaluate(node.right, variables)
-    if op == "==":
-        return java_equals(left, right)
-    if op == "!=":
-        return not java_equals(left, right)
+    if op in ("==", "!="):
+        equal = java_equals(left, right)
+        if not equal and _api_gateway(variables):
+            # API Gateway renders null as "" and compares it so: `$null == ""` is true.
+            equal = (left is None and right == "") or (left == "" and right is None)
+        return equal if op == "==" else not equal
     numbers = (int, float)
+    if op == "+" and (isinstance(left, str) or isinstance(right, str)):
+        if left is None or right is None:
+            return None
+        return to_string(left) + to_string(right)
     if op in ("<", ">", "<=", ">="):
         if isinstance(left, numbers) and isinstance(right, numbers):
             return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[

@@ -26,9 +26,10 @@ class Template:
         self.source = source
         self._nodes = parse(source)
 
-    def render(self, variables: Mapping[str, Any]) -> str:
-        """Render with arbitrary top-level variables (a copy is changed by #set)."""
-        return render_nodes(self._nodes, dict(variables))
+    def render(self, variables: Mapping[str, Any], *, api_gateway: bool = False) -> str:
+        """Render with arbitrary top-level variables (a copy is changed by #set); plain
+        Velocity 1.7 unless ``api_gateway`` (API Gateway's differences from it)."""
+        return render_nodes(self._nodes, dict(variables), api_gateway=api_gateway)
 
     def render_api_gateway(
         self,
@@ -44,7 +45,8 @@ class Template:
                 "context": context,
                 "util": _UTIL,
                 "stageVariables": dict(stage_variables),
-            }
+            },
+            api_gateway=True,
         )
 
 
