@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 
-from asyncbench.errors import ConfigError
+from asyncbench.errors import ConfigError, LocalStageError
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.local.event_source_mapping.batch_outcome import interpret
-from stack.local.event_source_mapping.event_filter import matches_any, matches_pattern
+from stack.local.event_source_mapping.event_filter import (
+    matches_any,
+    matches_pattern,
+    validate_patterns,
+)
 from stack.local.event_source_mapping.failure_destination import FailureDestination, failure_record
 from stack.local.event_source_mapping.mapping import EventSourceMapping
 from stack.local.event_source_mapping.stream_reader import Shard, to_lambda_record
@@ -70,11 +74,52 @@ def test_a_bad_rule_is_a_config_error() -> None:
         matches_pattern({"eventName": "INSERT"}, record())
 
 
+def test_exists_false_delivers_a_field_holding_an_object() -> None:
+    """AWS recorded: `exists` speaks of leaf values, so an object field does not "exist"."""
+    pattern = {"dynamodb": {"NewImage": {"k": [{"exists": False}]}}}
+    assert matches_pattern(pattern, record(k={"M": {"x": {"S": "y"}}}))
+    assert matches_pattern(pattern, record())
+    leaf = {"k": [{"exists": False}]}
+    assert not matches_pattern(leaf, {"k": "value"})
+    assert matches_pattern(leaf, {"k": {"nested": "object"}})
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"eventName": "INSERT"},
+        {"eventName": []},
+        {"eventName": [{"prefix": 1}]},
+        {"eventName": [{"exists": "yes"}]},
+        {"eventName": [{"wildcard": "I*"}]},
+        {"n": [{"numeric": [">", "a"]}]},
+        {},
+    ],
+)
+def test_an_invalid_pattern_is_refused_when_the_mapping_is_created(
+    pattern: dict[str, Any], tmp_path: Any
+) -> None:
+    with pytest.raises(ConfigError, match="Invalid filter pattern definition"):
+        validate_patterns([pattern])
+    with pytest.raises(ConfigError, match="Invalid filter pattern definition"):
+        EventSourceMapping(
+            dynamodb_endpoint="http://127.0.0.1:9",
+            stream_arn=ARN,
+            function=StandInFunction(),
+            config=StackConfig(),
+            failure_destination=tmp_path / "failures.jsonl",
+            filter_patterns=[pattern],
+        )
+    validate_patterns([STREAM_FILTER_PATTERN, {"n": [{"numeric": [">", 0, "<=", 5]}]}])
+
+
 BATCH = [record(sequence="10"), record(sequence="20"), record(sequence="30")]
 
 
 @pytest.mark.parametrize(
-    "payload", [None, {}, {"batchItemFailures": None}, {"batchItemFailures": []}]
+    # `[]` too: AWS recorded it as success (one invocation, nothing retried).
+    "payload",
+    [None, {}, [], {"batchItemFailures": None}, {"batchItemFailures": []}],
 )
 def test_empty_responses_are_complete_success(payload: Any) -> None:
     outcome = interpret("ok", payload, None, BATCH, report_batch_item_failures=True)
@@ -120,7 +165,7 @@ def test_ttl_deletion_becomes_a_remove_record_from_the_service() -> None:
     converted = to_lambda_record(raw, ARN)
     assert converted["eventName"] == "REMOVE"
     assert converted["userIdentity"]["principalId"] == "dynamodb.amazonaws.com"
-    assert converted["eventSourceARN"] == ARN
+    assert converted["eventSourceARN"] == ARN.replace(":ddblocal:", ":local:")
     assert not matches_any([STREAM_FILTER_PATTERN], converted)
 
 
@@ -206,3 +251,46 @@ def test_parent_shard_is_processed_before_its_child(tmp_path: Any) -> None:
         [record["dynamodb"]["SequenceNumber"] for record in call.records] for call in function.calls
     ]
     assert sequences == [["100", "101"], ["200"]]
+
+
+def test_a_second_mapping_of_the_same_function_and_stream_is_refused(tmp_path: Any) -> None:
+    """AWS answers 409 ResourceConflictException; the first mapping's stop frees the pair."""
+
+    def mapping() -> EventSourceMapping:
+        created = EventSourceMapping(
+            dynamodb_endpoint="http://127.0.0.1:9",
+            stream_arn=ARN,
+            function=StandInFunction(),
+            config=StackConfig(),
+            failure_destination=tmp_path / "failures.jsonl",
+            poll_interval_s=0.01,
+            discovery_interval_s=0.01,
+        )
+        created._client = FakeStreams()  # type: ignore[assignment]
+        return created
+
+    with mapping(), pytest.raises(LocalStageError, match="ResourceConflictException"):
+        mapping().start()
+    with mapping():  # the first one stopped: the pair is free again
+        pass
+
+
+def test_failure_record_has_a_null_function_error_when_the_function_returned() -> None:
+    """AWS recorded ``responseContext.functionError: null`` for a batch the function returned
+    normally for (a partial or malformed response)."""
+    result = failure_record(
+        records=[record(sequence="10")],
+        shard_id="shard-1",
+        stream_arn=ARN,
+        function_arn="arn:fn",
+        condition="RetryAttemptsExhausted",
+        approximate_invoke_count=2,
+        function_error=None,
+        status_code=200,
+        now_s=1_700_000_001.5,
+    )
+    assert result["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": None,
+    }

@@ -58,7 +58,8 @@ def interpret(
 
 
 def _partial_response(payload: Any, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
-    if payload is None or payload == {} or payload == "":
+    # An empty response is complete success; AWS recorded `[]` as one too.
+    if payload is None or payload == {} or payload == "" or payload == []:
         return BatchOutcome("success")
     if not isinstance(payload, Mapping):
         return BatchOutcome("failure", reason="malformed response: not an object")

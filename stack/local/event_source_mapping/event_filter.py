@@ -19,7 +19,10 @@ from typing import Any
 
 from asyncbench.errors import ConfigError
 
-__all__ = ["matches_any", "matches_pattern"]
+__all__ = ["INVALID_PATTERN", "matches_any", "matches_pattern", "validate_patterns"]
+
+INVALID_PATTERN = "InvalidParameterValueException: Invalid filter pattern definition."
+_COMPARISONS = {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists"}
 
 _MISSING = object()
 
@@ -54,6 +57,55 @@ def matches_pattern(pattern: Mapping[str, Any], record: Any) -> bool:
     return True
 
 
+def validate_patterns(patterns: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a pattern AWS refuses at CreateEventSourceMapping (ConfigError with AWS's
+    message), so a bad pattern fails the mapping's creation, not its reader thread later."""
+    for pattern in patterns:
+        if not isinstance(pattern, Mapping) or not pattern:
+            raise ConfigError(f"{INVALID_PATTERN} ({pattern!r})")
+        _validate_object(pattern)
+
+
+def _validate_object(pattern: Mapping[str, Any]) -> None:
+    for key, rule in pattern.items():
+        if isinstance(rule, Mapping) and rule:
+            _validate_object(rule)
+        elif isinstance(rule, list) and rule:
+            for alternative in rule:
+                if isinstance(alternative, Mapping):
+                    _validate_comparison(alternative)
+                elif isinstance(alternative, list):
+                    raise ConfigError(f"{INVALID_PATTERN} (key {key!r}: a list in a list)")
+        else:
+            raise ConfigError(
+                f"{INVALID_PATTERN} (key {key!r} must map to a non-empty list or object)"
+            )
+
+
+def _validate_comparison(comparison: Mapping[str, Any]) -> None:
+    if len(comparison) != 1:
+        raise ConfigError(f"{INVALID_PATTERN} ({dict(comparison)!r}: one comparison per object)")
+    ((kind, operand),) = comparison.items()
+    if kind not in _COMPARISONS:
+        raise ConfigError(f"{INVALID_PATTERN} (unknown comparison {kind!r})")
+    if kind == "exists" and not isinstance(operand, bool):
+        raise ConfigError(f"{INVALID_PATTERN} (exists takes true or false)")
+    if kind in ("prefix", "suffix", "equals-ignore-case") and not isinstance(operand, str):
+        raise ConfigError(f"{INVALID_PATTERN} ({kind} takes a string)")
+    if kind == "numeric":
+        pairs_ok = (
+            isinstance(operand, list)
+            and len(operand) in (2, 4)
+            and all(symbol in _NUMERIC_OPERATORS for symbol in operand[0::2])
+            and all(
+                isinstance(bound, int | float) and not isinstance(bound, bool)
+                for bound in operand[1::2]
+            )
+        )
+        if not pairs_ok:
+            raise ConfigError(f"{INVALID_PATTERN} (numeric {operand!r})")
+
+
 def _any_element(value: Any, test: Callable[[Any], bool]) -> bool:
     if isinstance(value, list):
         return any(test(element) for element in value)
@@ -83,7 +135,10 @@ def _matches_comparison(comparison: Mapping[str, Any], value: Any) -> bool:
         raise ConfigError(f"filter comparison {dict(comparison)!r} must have exactly one key")
     ((kind, operand),) = comparison.items()
     if kind == "exists":
-        return (value is not _MISSING) is bool(operand)
+        # "exists" speaks of leaf values: AWS recorded a field holding an object as not
+        # existing, so `exists: false` delivers it.
+        present = value is not _MISSING and not isinstance(value, Mapping)
+        return present is bool(operand)
     if value is _MISSING:
         return False
     if kind == "prefix":

@@ -44,8 +44,9 @@ def failure_record(
 ) -> dict[str, Any]:
     """The invocation record AWS sends for a discarded DynamoDB stream batch.
 
-    ``status_code`` None means the records were discarded without the function having been
-    invoked for them (record age exceeded before any attempt): no ``responseContext`` then.
+    ``status_code`` None means no ``responseContext`` (AWS recorded it absent for a batch that
+    exceeded its record age); otherwise ``functionError`` is always there, null when the
+    function returned normally (a partial or malformed response), as AWS recorded.
     """
     first, last = records[0]["dynamodb"], records[-1]["dynamodb"]
     result: dict[str, Any] = {
@@ -57,10 +58,11 @@ def failure_record(
         },
     }
     if status_code is not None:
-        response: dict[str, Any] = {"statusCode": status_code, "executedVersion": "$LATEST"}
-        if function_error:
-            response["functionError"] = function_error
-        result["responseContext"] = response
+        result["responseContext"] = {
+            "statusCode": status_code,
+            "executedVersion": "$LATEST",
+            "functionError": function_error or None,
+        }
     result["version"] = "1.0"
     result["timestamp"] = _iso_millis(now_s)
     result["DDBStreamBatchInfo"] = {

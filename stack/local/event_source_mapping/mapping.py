@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from asyncbench.errors import LocalStageError
 from stack.config import STREAM_FILTER_PATTERN, StackConfig
 from stack.local.dynamodb.dynamodb_local import LOCAL_CREDENTIALS, LOCAL_REGION
+from stack.local.event_source_mapping.event_filter import validate_patterns
 from stack.local.event_source_mapping.failure_destination import FailureDestination
 from stack.local.event_source_mapping.settings import MappingSettings
 from stack.local.event_source_mapping.shard_consumer import (
@@ -53,6 +54,10 @@ _STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")
 
 class EventSourceMapping:
     """Polls a stream's shards and invokes ``function`` with batches of stream records."""
+
+    # One mapping per function and stream, as AWS allows (a second: 409 ResourceConflict).
+    _running: ClassVar[set[tuple[str, str]]] = set()
+    _running_lock = threading.Lock()
 
     def __init__(
         self,
@@ -84,6 +89,7 @@ class EventSourceMapping:
         self._metrics = metrics
         self._poll_interval_s = poll_interval_s
         self._starting_position = starting_position
+        validate_patterns(filter_patterns)  # AWS refuses a bad pattern at creation
         self._patterns = tuple(filter_patterns)
         self._time_attribute = record_time_attribute
         self._discovery_interval_s = discovery_interval_s
@@ -109,6 +115,14 @@ class EventSourceMapping:
         with self._lock:
             if self._started:
                 raise LocalStageError("this event source mapping is already started")
+            key = (self._function_arn, self.stream_arn)
+            with EventSourceMapping._running_lock:
+                if key in EventSourceMapping._running:
+                    raise LocalStageError(
+                        "ResourceConflictException: an event source mapping of "
+                        f"{self.stream_arn} to {self._function_arn} already exists; stop it first"
+                    )
+                EventSourceMapping._running.add(key)
             self._started = True
             try:
                 shards = self._client.describe_shards(self.stream_arn)
@@ -142,6 +156,9 @@ class EventSourceMapping:
         for consumer in consumers:
             consumer.join(max(0.0, deadline - time.monotonic()))
         self._client.close()
+        if self._started:
+            with EventSourceMapping._running_lock:
+                EventSourceMapping._running.discard((self._function_arn, self.stream_arn))
 
     def __enter__(self) -> EventSourceMapping:
         self.start()

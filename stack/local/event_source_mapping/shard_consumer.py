@@ -407,9 +407,13 @@ class ShardConsumer:
                 stream_arn=self._stream_arn,
                 function_arn=self._function_arn,
                 condition=condition,
-                approximate_invoke_count=current.invokes,
+                # AWS recorded: a batch that aged out counts one invocation and carries no
+                # responseContext, whether or not it was ever invoked.
+                approximate_invoke_count=(
+                    max(current.invokes, 1) if condition == "RecordAgeExceeded" else current.invokes
+                ),
                 function_error=current.last_function_error,
-                status_code=current.last_status_code,
+                status_code=None if condition == "RecordAgeExceeded" else current.last_status_code,
                 now_s=self._clock(),
             )
         )

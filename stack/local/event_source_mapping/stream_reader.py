@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asyncbench.errors import LocalStageError
+from stack.local.dynamodb.dynamodb_local import LOCAL_REGION
 from stack.local.dynamodb.http_client import STREAMS_TARGET, DynamoDbHttp, DynamoDbUnavailableError
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "StreamReadError",
     "StreamsClient",
     "TrimmedDataError",
+    "stage_arn",
     "to_lambda_record",
 ]
 
@@ -142,6 +144,11 @@ class StreamsClient:
         return answer
 
 
+def stage_arn(arn: str) -> str:
+    """An ARN of DynamoDB Local (region "ddblocal") in the stage's region, as AWS would name it."""
+    return arn.replace(":ddblocal:", f":{LOCAL_REGION}:", 1)
+
+
 def to_lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """A GetRecords record in the shape Lambda delivers it (attribute values stay DynamoDB JSON).
 
@@ -153,7 +160,11 @@ def to_lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     record = dict(raw)
     record["eventVersion"] = "1.1"
     record["eventSource"] = "aws:dynamodb"
-    record["eventSourceARN"] = stream_arn
+    record["eventSourceARN"] = stage_arn(stream_arn)
+    # DynamoDB Local says "ddblocal" and gives UUIDs; AWS gives the region and 32 hex digits.
+    record["awsRegion"] = LOCAL_REGION
+    if isinstance(record.get("eventID"), str):
+        record["eventID"] = record["eventID"].replace("-", "")
     if record.get("eventName") not in ("INSERT", "MODIFY", "REMOVE"):
         record["eventName"] = "REMOVE"
         identity = record.get("userIdentity")
