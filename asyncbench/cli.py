@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "loadtests.cli",  # scenarios, run, worker
     "analysis.cli",  # report
     "asyncbench.demo",  # demo
+    "stack.verify.cli",  # verify
 )
 
 EXIT_USER_ERROR = 2

@@ -119,6 +119,7 @@ def run_demo(*, quick: bool, extra_run_args: Sequence[str] = ()) -> Path:
         raise
     run_dirs: list[str] = []
     try:
+        _run_step(_asyncbench("verify", "--endpoints", endpoints), "verify the local stage")
         for number, step in enumerate(plan, start=1):
             run_dir = _run_step(
                 _asyncbench(

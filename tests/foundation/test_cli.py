@@ -9,6 +9,7 @@ from asyncbench.errors import ConfigError
 
 CONTRACT_COMMANDS = (
     "synth", "deploy", "destroy", "local", "scenarios", "run", "worker", "report", "demo",
+    "verify",
 )  # fmt: skip
 
 

@@ -96,6 +96,7 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 response = error_response(413, "Request Too Long", "RequestTooLongException")
                 self._send(response, request_id)
+                self._discard_body(length)
                 return
             body = self.rfile.read(length) if length else b""
         if body is None:
@@ -126,6 +127,18 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
             response = error_response(500, "Internal server error")
         self._send(response, request_id)
         handler.record(stage, self.command, response, (time.perf_counter() - started) * 1000)
+
+    def _discard_body(self, length: int) -> None:
+        """Read and drop a refused body, so that closing the connection does not reset it
+        (a reset can destroy the 413 before the client has read it)."""
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.connection.settimeout(5.0)
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                length -= len(chunk)
 
     def _read_chunked(self) -> bytes | None:
         chunks: list[bytes] = []
