@@ -43,15 +43,16 @@ def main() -> int:
     if len(outputs) != len(cases):
         print(f"expected {len(cases)} outputs, got {len(outputs)}", file=sys.stderr)
         return 1
-    for case, output in zip(cases, outputs, strict=True):
-        kind, _, text = output.partition("\n")
-        case["velocity"] = {"output": text} if kind == "OK" else {"error": text.split(":")[0]}
     version = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", "velocity"], capture_output=True, text=True
     ).stdout
+    source = f"Apache Velocity 1.7 (Debian package velocity {version or '?'}), default settings"
+    for case, output in zip(cases, outputs, strict=True):
+        kind, _, text = output.partition("\n")
+        case["velocity"] = {"output": text} if kind == "OK" else {"error": text.split(":")[0]}
+        case["source"] = source
     document["source"] = (
-        f"Apache Velocity 1.7 (Debian package velocity {version or '?'}), default settings; "
-        "regenerate with: .venv/bin/python scripts/regenerate_velocity_cases.py"
+        f"{source}; regenerate with: .venv/bin/python scripts/regenerate_velocity_cases.py"
     )
     CASES.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(CASES)

@@ -45,6 +45,7 @@ def _velocity_params() -> list[object]:
 def test_velocity_cases_name_their_source():
     assert VELOCITY_CASES["source"].startswith("Apache Velocity 1.7")
     assert all("velocity" in case for case in VELOCITY_CASES["cases"])
+    assert all(case["source"].startswith("Apache Velocity 1.7") for case in VELOCITY_CASES["cases"])
 
 
 @pytest.mark.parametrize("case", _velocity_params())
