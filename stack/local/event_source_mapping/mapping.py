@@ -127,9 +127,11 @@ class EventSourceMapping:
             try:
                 shards = self._client.describe_shards(self.stream_arn)
             except StreamNotFoundError as error:
+                with EventSourceMapping._running_lock:
+                    EventSourceMapping._running.discard(key)
                 raise LocalStageError(
-                    f"stream {self.stream_arn} not found in DynamoDB Local ({error}); the "
-                    "mapping must use the access key and region the table was created with"
+                    f"stream {self.stream_arn} not found in DynamoDB Local ({error}); was the "
+                    "table deleted or DynamoDB Local restarted? Restart the local stage"
                 ) from None
             initial = self._starting_position
             for shard in shards:
