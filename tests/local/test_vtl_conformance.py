@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.local.apigateway.vtl import Context, Input, Template, TemplateSyntaxError
+from stack.local.apigateway.vtl import Context, Input, Template, TemplateSyntaxError, load_template
 from stack.local.apigateway.vtl.render import TemplateRenderError
 
 VELOCITY_CASES = json.loads(
@@ -187,3 +187,40 @@ def test_velocity_mode_keeps_velocitys_own_null_rules():
     """The API Gateway differences stay out of plain Velocity mode."""
     assert Template("a$undefined|b").render({}) == "a$undefined|b"
     assert Template('#if($null == "")eq#else ne#end').render({}) == " ne"
+
+
+DEPLOYED = json.loads(
+    (Path(__file__).parent / "data" / "deployed_template_cases.json").read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=f"{case['template']}-{number}")
+        for number, case in enumerate(DEPLOYED["cases"])
+    ],
+)
+def test_deployed_templates_render_as_velocity_1_7_renders_them(case: dict[str, str]):
+    """The stack's own templates with hostile bodies, against Velocity 1.7 with API Gateway's
+    escapeJavaScript (commons-lang 2): byte for byte."""
+    assert DEPLOYED["source"].startswith("Apache Velocity 1.7")
+    facts = DEPLOYED["context"]
+    context = Context(
+        request_id=facts["requestId"],
+        request_time_epoch_ms=facts["requestTimeEpoch"],
+        request_time="06/Dec/2025:00:00:00 +0000",
+        domain_name=facts["domainName"],
+        stage=facts["stage"],
+        resource_path="/requests",
+        path="/storage-first/requests",
+        http_method="POST",
+        source_ip="203.0.113.9",
+    )
+    request_input = Input(
+        body=case["body"], path_params={"id": case["id"]}, headers={"X-Run-Id": case["run_id"]}
+    )
+    rendered = load_template(case["template"]).render_api_gateway(
+        input=request_input, context=context, stage_variables=facts["stageVariables"]
+    )
+    assert rendered == case["velocity"]
