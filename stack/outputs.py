@@ -22,6 +22,7 @@ from stack.endpoints import Endpoints, VariantEndpoint
 
 __all__ = [
     "AWS_RESOURCES_KEY",
+    "FUNCTIONS_KEY",
     "OUTPUT_KEYS",
     "STAGE_NAMES",
     "USABLE_STATUSES",
@@ -46,6 +47,7 @@ OUTPUT_KEYS = {
     "failure_queue_url": "FailureQueueUrl",
     "failure_queue_arn": "FailureQueueArn",
     "event_source_mapping_id": "EventSourceMappingId",
+    "account_role_arn": "ApiGatewayAccountRoleArn",
 }
 
 
@@ -56,6 +58,9 @@ def stack_names(config: StackConfig) -> dict[str, str]:
 
 # Extra key of the endpoints file with the resource names a run needs for CloudWatch metrics.
 AWS_RESOURCES_KEY = "aws_resources"
+# Extra key with each variant's processor function name (``Endpoints.function_name``): what
+# `asyncbench redrive` invokes.
+FUNCTIONS_KEY = "functions"
 
 # States in which the stack's resources exist and match its outputs.
 USABLE_STATUSES = frozenset(
@@ -122,6 +127,8 @@ def endpoints_from_outputs(
             "api_name": get("api_name"),
             "stage": get("stage"),
         }
+        if OUTPUT_KEYS["account_role_arn"] in values:
+            resources[variant]["account_role_arn"] = get("account_role_arn")
         if variant == "storage_first":
             resources[variant]["failure_queue_arn"] = get("failure_queue_arn")
             resources[variant]["event_source_mapping_id"] = get("event_source_mapping_id")
@@ -134,7 +141,12 @@ def endpoints_from_outputs(
         target="aws",
         region=regions.pop(),
         variants=variants,
-        extra={AWS_RESOURCES_KEY: resources},
+        extra={
+            AWS_RESOURCES_KEY: resources,
+            FUNCTIONS_KEY: {
+                variant: names["function_name"] for variant, names in resources.items()
+            },
+        },
     )
 
 
