@@ -59,6 +59,24 @@ class Endpoints:
                 f"endpoints file has no variant {name!r} (has: {', '.join(self.variants)})"
             ) from None
 
+    @property
+    def lambda_endpoint(self) -> str | None:
+        """URL of a Lambda Invoke API for boto3's ``endpoint_url`` (the local stage serves
+        one); None when the file names none (AWS: boto3's own endpoint)."""
+        value = self.extra.get("lambda_endpoint")
+        return str(value) if value else None
+
+    def function_name(self, variant: str) -> str:
+        """The Lambda function that processes ``variant``'s requests (extra ``functions``)."""
+        functions = self.extra.get("functions")
+        name = functions.get(variant) if isinstance(functions, dict) else None
+        if not name:
+            raise EndpointsError(
+                f"endpoints file names no function for variant {variant!r}; "
+                "bring the stage up (or deploy) again with this version of asyncbench"
+            )
+        return str(name)
+
     def to_dict(self) -> dict[str, Any]:
         variants: dict[str, Any] = {}
         for name, endpoint in self.variants.items():

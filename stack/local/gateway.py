@@ -6,6 +6,8 @@
 - ``GET /{stage}/requests/{id}`` on both stages: get_request.vtl -> GetItem -> get_response.vtl
   (which overrides to 404 when there is no item).
 - ``POST /direct/requests``: a REST proxy event -> the direct function -> its proxy response.
+- ``POST /2015-03-31/functions/{name}/invocations``: Lambda's Invoke API for the stage's
+  functions (:mod:`stack.local.lambda_invoke_api`), so boto3's ``lambda`` client can call them.
 - Anything else: 403 ``{"message":"Missing Authentication Token"}``, as API Gateway answers.
 
 Each client connection is served on its own thread (HTTP/1.1 keep-alive) with its own
@@ -30,6 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from asyncbench.errors import LocalStageError
 from stack.local.dynamodb_http import DynamoDbHttp
+from stack.local.lambda_invoke_api import InvokeApi, is_invoke_path
 from stack.local.lambda_runtime import Invocation, LocalFunction
 from stack.local.metrics import MetricsLog
 from stack.local.proxy_event import build_proxy_event, parse_proxy_response
@@ -61,6 +64,8 @@ class GatewayResponse:
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
     integration_latency_ms: float | None = None
+    api_gateway: bool = True
+    """False for Lambda Invoke API calls, which API Gateway's metrics do not count."""
 
 
 def _message(status: int, message: str, error_type: str | None = None) -> GatewayResponse:
@@ -90,6 +95,7 @@ class Gateway:
         dynamodb_endpoint: str,
         tables: Mapping[str, str],
         direct_function: LocalFunction,
+        functions: Mapping[str, LocalFunction] | None = None,
         metrics: MetricsLog | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -119,6 +125,10 @@ class Gateway:
         }
         self._invoker = concurrent.futures.ThreadPoolExecutor(
             max_workers=256, thread_name_prefix="gateway-invoke"
+        )
+        self._invoke_api = InvokeApi(
+            functions if functions is not None else {"direct": direct_function},
+            self._invoker,
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -175,6 +185,15 @@ class Gateway:
     # ------------------------------------------------------------------ routing
     def handle(self, request: _Request, request_id: str, received_ms: int) -> GatewayResponse:
         """Route one request (the HTTP layer is in :class:`_Handler`)."""
+        if is_invoke_path(request.path):
+            answer = self._invoke_api.handle(
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                request.body,
+            )
+            return GatewayResponse(answer.status, answer.body, answer.headers, api_gateway=False)
         segments = request.path.split("/")
         # "/{stage}/requests" -> ["", stage, "requests"]; "/{stage}/requests/{id}" adds the id.
         if len(segments) in (3, 4) and segments[0] == "" and segments[2] == "requests":
@@ -329,7 +348,7 @@ class Gateway:
     ) -> None:
         """One CloudWatch-like observation per request: Latency, with status and
         IntegrationLatency as extras (Count, 4XXError and 5XXError follow from them)."""
-        if self._metrics is None:
+        if self._metrics is None or not response.api_gateway:
             return
         self._metrics.emit(
             STAGES.get(stage or "", "unknown"),

@@ -41,7 +41,7 @@ from asyncbench.paths import PROJECT_ROOT
 from stack.local.lambda_worker import PRELOAD_MODULES, serve_environment
 from stack.local.metrics import MetricsLog
 
-__all__ = ["INIT_TIMEOUT_S", "Invocation", "LocalFunction"]
+__all__ = ["INIT_TIMEOUT_S", "LOCAL_ACCOUNT", "Invocation", "LocalFunction"]
 
 # Lambda gives the init phase 10 s; the local interpreter start-up (a few hundred ms, more on a
 # loaded 2-core machine) comes on top, so the runtime allows a little more before giving up.

@@ -293,6 +293,7 @@ class LocalStage:
             dynamodb_endpoint=self.dynamodb_endpoint,
             tables={variant: table.name for variant, table in self.tables.items()},
             direct_function=self.functions["direct"],
+            functions=self.functions,
             metrics=self.metrics,
             host=settings.host,
             port=settings.gateway_port,
@@ -352,6 +353,11 @@ class LocalStage:
             dynamodb_endpoint=self.dynamodb_endpoint,
             extra={
                 "metrics_log": str(self.settings.metrics_log_path),
+                # Lambda's Invoke API on the gateway's port (boto3 `lambda` endpoint_url).
+                "lambda_endpoint": url,
+                "functions": {
+                    variant: function.name for variant, function in self.functions.items()
+                },
                 # The config the stage runs with travels to every run's manifest.
                 "stack_config": self.config.to_dict(),
             },

@@ -244,17 +244,26 @@ def test_sigkill_mid_invocation_is_an_exit_error_and_the_environment_is_replaced
     assert replacement.payload["pid"] != pid
 
 
-def test_close_leaves_no_environment_process(make_function: Callable[..., LocalFunction]):
+def test_close_leaves_no_environment_process(
+    make_function: Callable[..., LocalFunction], tmp_path: Path
+):
     function = make_function(concurrency=3)
+    release = tmp_path / "release"
+    results: list[Invocation] = []
     go_threads = [
-        threading.Thread(target=function.invoke, args=({"sleep_s": 0.2},)) for _ in range(3)
+        threading.Thread(target=lambda: results.append(function.invoke({"wait_for": str(release)})))
+        for _ in range(3)
     ]
     for thread in go_threads:
         thread.start()
+    # Three calls held inside their handlers at once at concurrency 3: three environments.
+    wait_until(lambda: function.busy_count == 3 and len(function.environment_pids) == 3)
+    release.touch()
     for thread in go_threads:
         thread.join(timeout=10)
+    assert [result.status for result in results] == ["ok"] * 3
     pids = function.environment_pids
-    assert len(pids) >= 1
+    assert sorted(result.payload["pid"] for result in results) == pids
     function.close()
     wait_until(lambda: not any(_alive(pid) for pid in pids))
     assert function.invoke({}).status == "error"
