@@ -28,8 +28,15 @@ from stack.outputs import AWS_RESOURCES_KEY
 __all__ = ["CLOUDWATCH_METRICS", "AwsStageSide", "MetricSpec", "metric_queries"]
 
 PERIOD_S = 60  # AWS service metrics are published per minute
-SQS_DRAIN_DEADLINE_S = 10.0
 MAX_WINDOW_S = 6 * 3600
+# SQS long polling (1-20 s; 0 would be short polling, which samples a subset of the queue's
+# servers and returns false empties when the queue holds few messages: exactly the parked case).
+DEFAULT_LONG_POLL_S = 5
+# How long one read of the queue may go on while it is not yet empty.
+SQS_DRAIN_DEADLINE_S = 60.0
+# Parked messages stay invisible to other readers until their rows are written and they are
+# deleted; if the run dies first they reappear after this and the next collection reads them.
+PARKED_VISIBILITY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,14 @@ CLOUDWATCH_METRICS = (
     MetricSpec("AWS/DynamoDB", "ConsumedWriteCapacityUnits", "table", ("Sum",), "Count"),
     MetricSpec("AWS/DynamoDB", "WriteThrottleEvents", "table", ("Sum",), "Count"),
 )  # fmt: skip
+
+
+def _parse_body(body: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        return {"unparsed": body}
+    return value if isinstance(value, dict) else {"unparsed": value}
 
 
 def _dimensions(spec: MetricSpec, endpoints: Endpoints, variant: str) -> list[dict[str, str]]:
@@ -118,9 +133,21 @@ class AwsStageSide:
 
     source = "cloudwatch"
 
-    def __init__(self, endpoints: Endpoints, run_id: str, *, session: Any | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        run_id: str,
+        *,
+        session: Any | None = None,
+        long_poll_s: int = DEFAULT_LONG_POLL_S,
+        drain_deadline_s: float = SQS_DRAIN_DEADLINE_S,
+    ) -> None:
         self.endpoints = endpoints
         self.run_id = run_id
+        self.long_poll_s = long_poll_s
+        self.drain_deadline_s = drain_deadline_s
+        # Receipt handles of messages read but not yet deleted (their rows are not written yet).
+        self.unacknowledged: list[str] = []
         session = session or boto3.Session(region_name=endpoints.region)
         self.dynamodb = session.client("dynamodb")
         self.streams = session.client("dynamodbstreams")
@@ -147,38 +174,59 @@ class AwsStageSide:
                 ) from None
 
     def begin_trial(self) -> None:
-        """Nothing to mark: SQS messages are deleted as they are read."""
+        """The previous trial's rows are written by now: delete the messages they came from."""
+        self.acknowledge()
+
+    def acknowledge(self) -> None:
+        """Delete the parked messages read so far (call once their rows are written)."""
+        while self.unacknowledged and self.queue_url:
+            batch, self.unacknowledged = self.unacknowledged[:10], self.unacknowledged[10:]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": handle}
+                    for index, handle in enumerate(batch)
+                ],
+            )
 
     def items(self, variant: str) -> list[dict[str, Any]]:
         return scan_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
 
     def new_parked_records(self) -> list[dict[str, Any]]:
-        """Receive and delete messages until the queue is empty or the drain deadline passes."""
+        """Parked records that arrived since the last call, read with SQS long polling.
+
+        Stops only after an empty long poll while the queue reports 0 visible and 0 in flight
+        (besides the messages this side holds), or at the drain deadline (the next call goes on).
+        Messages are not deleted here but by :meth:`acknowledge`, once their rows are written.
+        """
         if not self.queue_url:
             return []
         records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + SQS_DRAIN_DEADLINE_S
+        deadline = time.monotonic() + self.drain_deadline_s
         while time.monotonic() < deadline:
             response = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.long_poll_s,
+                VisibilityTimeout=PARKED_VISIBILITY_S,
             )
             messages = response.get("Messages", [])
-            if not messages:
-                break
             for message in messages:
-                try:
-                    body = json.loads(message["Body"])
-                except json.JSONDecodeError:
-                    body = {"unparsed": message["Body"]}
-                records.append(body if isinstance(body, dict) else {"unparsed": body})
-            self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                    for index, message in enumerate(messages)
-                ],
-            )
+                records.append(_parse_body(message["Body"]))
+                self.unacknowledged.append(message["ReceiptHandle"])
+            if not messages and self._queue_is_empty():
+                break
         return records
+
+    def _queue_is_empty(self) -> bool:
+        """No message visible or in flight, other than the ones read and held here."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        ).get("Attributes", {})
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        return visible == 0 and in_flight <= len(self.unacknowledged)
 
     def resolve(self, record: Mapping[str, Any]) -> list[str]:
         return resolve_parked_record(self.streams, record)
