@@ -41,6 +41,7 @@ OUTPUT_KEYS = {
     "table": "TableName",
     "region": "Region",
     "function_name": "FunctionName",
+    "log_group": "LogGroupName",
     "api_id": "ApiId",
     "api_name": "ApiName",
     "stage": "StageName",
@@ -123,6 +124,7 @@ def endpoints_from_outputs(
         resources[variant] = {
             "stack_name": stack_name,
             "function_name": get("function_name"),
+            "log_group": get("log_group"),
             "api_id": get("api_id"),
             "api_name": get("api_name"),
             "stage": get("stage"),

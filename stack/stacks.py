@@ -78,6 +78,12 @@ class _VariantStack(Stack):
         _output(self, "table", self.table.table_name, "Requests table")
         _output(self, "region", Aws.REGION, "Region the stack is deployed in")
         _output(self, "function_name", self.function.function_name, "Processor function")
+        _output(
+            self,
+            "log_group",
+            self.processor.log_group.log_group_name,
+            "Processor log group (REPORT lines and the handlers' per-invocation line)",
+        )
         _output(self, "api_id", self.api.rest_api_id, "REST API id")
         _output(self, "api_name", self.api.rest_api_name, "REST API name (CloudWatch ApiName)")
         _output(self, "stage", stage, "API stage name")

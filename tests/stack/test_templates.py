@@ -392,7 +392,9 @@ def test_direct_post_is_a_lambda_proxy_integration(direct: Template) -> None:
 def test_outputs_hold_what_the_endpoints_file_needs(synthesized: Any, variant: str) -> None:
     # (RestApi adds its own "...Endpoint..." output too; deploy reads only these keys.)
     outputs = set(synthesized.templates[variant]["Outputs"])
-    common = {"base_url", "table", "region", "function_name", "api_id", "api_name", "stage"}
+    common = {
+        "base_url", "table", "region", "function_name", "log_group", "api_id", "api_name", "stage",
+    }  # fmt: skip
     expected = common | (
         {"failure_queue_url", "failure_queue_arn", "event_source_mapping_id"}
         if variant == "storage_first"
