@@ -117,7 +117,10 @@ class StackConfig:
         return from_mapping({**dataclasses.asdict(self), **overrides}, source="overrides")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-shaped (lists, not tuples): equal to what a JSON round trip gives back."""
+        values = dataclasses.asdict(self)
+        values["allowed_cidrs"] = list(self.allowed_cidrs)
+        return values
 
 
 def _check_types(config: StackConfig) -> None:
