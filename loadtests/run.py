@@ -198,6 +198,7 @@ def execute_run(
                 break
             if planned.trial < len(plan) and request.settle_s > 0:
                 control.stop.wait(request.settle_s)  # ends at once on Ctrl-C
+        _finish_side(side, folder, control, display)
     except BaseException as failure:
         complete = False
         error = f"{type(failure).__name__}: {failure}"
@@ -206,6 +207,19 @@ def execute_run(
         folder.finish(partial=not complete or control.abort.is_set(), error=error)
         display.close()
     return RunOutcome(run_dir, run_id, not complete, len(folder.trial_rows))
+
+
+def _finish_side(
+    side: StageSide, folder: _RunFolder, control: RunControl, display: ProgressDisplay
+) -> None:
+    """A stage side that reads its figures once after the last trial (AWS: CloudWatch Logs and
+    metrics arrive minutes late) writes them now, with the settle wait shown as progress."""
+    finish = getattr(side, "finish_run", None)
+    if finish is None or not folder.trial_rows:
+        return
+    rows = finish(folder.trial_rows, wait=control.abort.wait, progress=display.message)
+    if rows:
+        write_rows(folder.run_dir, METRICS, pd.DataFrame(rows), part="run")
 
 
 def _one_trial(

@@ -21,7 +21,7 @@ from typing import Any
 
 from processor import items
 from processor.logic import PermanentFailure, TransientFailure, process
-from processor.runtime import Runtime
+from processor.runtime import Runtime, invocation_fields
 
 __all__ = ["handle", "handler", "header"]
 
@@ -71,7 +71,31 @@ def _succeeded_answer(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
-    """Handle one REST proxy event with the given environment's runtime."""
+    """Handle one REST proxy event; one structured line per invocation, whatever happens."""
+    started_at_ms = runtime.now_ms()
+    error: str | None = None
+    try:
+        return _handle(event, context, runtime)
+    except BaseException as failure:
+        error = type(failure).__name__
+        raise
+    finally:
+        run_id = header(event, "X-Run-Id")
+        runtime.log(
+            invocation_fields(
+                "direct",
+                context,
+                cold_start=runtime.cold_start,
+                batch_size=1,
+                run_ids=[run_id] if run_id else [],
+                started_at_ms=started_at_ms,
+                ended_at_ms=runtime.now_ms(),
+                error=error,
+            )
+        )
+
+
+def _handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
     cold_start = runtime.begin_invocation()
     settings = runtime.settings
     request_context = event["requestContext"]

@@ -21,7 +21,18 @@ from botocore.config import Config
 
 from processor.settings import Settings
 
-__all__ = ["Runtime", "dynamodb_client", "log_json", "wall_clock_ms"]
+__all__ = [
+    "INVOCATION_RECORD",
+    "Runtime",
+    "dynamodb_client",
+    "invocation_fields",
+    "log_json",
+    "wall_clock_ms",
+]
+
+# The ``record`` of the one structured line each invocation prints (CloudWatch Logs on AWS):
+# the run collector pairs it with Lambda's REPORT line by the invocation's request id.
+INVOCATION_RECORD = "asyncbench.invocation"
 
 
 def wall_clock_ms() -> int:
@@ -32,6 +43,32 @@ def wall_clock_ms() -> int:
 def log_json(fields: Mapping[str, Any]) -> None:
     """One structured log line (CloudWatch Logs Insights parses JSON lines)."""
     print(json.dumps(fields, separators=(",", ":"), default=str), file=sys.stdout, flush=True)
+
+
+def invocation_fields(
+    handler: str,
+    context: Any,
+    *,
+    cold_start: bool,
+    batch_size: int,
+    run_ids: list[str],
+    started_at_ms: int,
+    ended_at_ms: int,
+    error: str | None,
+) -> dict[str, Any]:
+    """The per-invocation line: what REPORT does not say (batch size, run, handler error)."""
+    return {
+        "record": INVOCATION_RECORD,
+        "handler": handler,
+        "awsRequestId": getattr(context, "aws_request_id", None),
+        "functionName": getattr(context, "function_name", None),
+        "coldStart": cold_start,
+        "batchSize": batch_size,
+        "runIds": sorted(set(run_ids)),
+        "startedAtMs": started_at_ms,
+        "endedAtMs": ended_at_ms,
+        "error": error,
+    }
 
 
 def dynamodb_client(settings: Settings) -> Any:
@@ -55,6 +92,8 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     log: Callable[[Mapping[str, Any]], None] = log_json
     _invocations: int = field(default=0, init=False)
+    cold_start: bool = field(default=False, init=False)
+    """Whether the current (latest) invocation is this environment's first."""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Runtime:
@@ -65,4 +104,5 @@ class Runtime:
     def begin_invocation(self) -> bool:
         """Count an invocation; True only for the first one of this environment."""
         self._invocations += 1
-        return self._invocations == 1
+        self.cold_start = self._invocations == 1
+        return self.cold_start

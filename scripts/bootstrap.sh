@@ -51,4 +51,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$want" > "$stamp"
 fi
+# The CDK toolchain (jsii, the CDK CLI) on a Node that is not end-of-life: where the system's is
+# older than 22, install Node 24 from the npm registry (node-linux-<arch> ships the official
+# binary; no download outside the registry) into .tools/node; stack/toolchain.py uses it.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 22 ] && [ ! -x .tools/node/node_modules/.bin/node ]; then
+  case "$(uname -m)" in
+    aarch64|arm64) node_arch=arm64 ;;
+    *) node_arch=x64 ;;
+  esac
+  say "system Node $node_major is end-of-life: installing Node 24 (npm: node-linux-$node_arch) into .tools/node"
+  mkdir -p .tools/node
+  npm install --no-save --no-audit --no-fund --loglevel=error --prefix .tools/node \
+    "node-linux-$node_arch@24"
+fi
 say "ready"

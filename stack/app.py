@@ -60,6 +60,8 @@ def build_app(config: StackConfig, outdir: str | Path | None = None) -> Synthesi
         config=config,
         description="asyncbench: storage-first variant",
     )
+    # The storage-first API logs through the account-level role the direct stack creates.
+    storage_first.add_stack_dependency(direct, "API Gateway's account-level CloudWatch role")
     cdk.Tags.of(app).add("project", "asyncbench")
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return Synthesized(app, direct, storage_first, Path(app.outdir))

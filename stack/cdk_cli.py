@@ -19,6 +19,7 @@ from pathlib import Path
 from asyncbench.errors import AsyncbenchError, DependencyMissingError
 from asyncbench.paths import PROJECT_ROOT, node_modules_dir
 from stack.config import StackConfig
+from stack.toolchain import node_path_entries
 
 __all__ = ["CONFIG_ENV_VAR", "CdkRunner", "cdk_command", "cdk_environment", "run_cdk"]
 
@@ -56,6 +57,11 @@ def cdk_environment(
     env[CONFIG_ENV_VAR] = json.dumps(config.to_dict())
     env["CDK_DISABLE_VERSION_CHECK"] = "1"
     env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
+    # The CLI's `#!/usr/bin/env node` and the app's jsii find the supported Node first.
+    entries = node_path_entries()
+    if entries:
+        env["PATH"] = os.pathsep.join([*entries, env.get("PATH", "")])
+        env.setdefault("JSII_NODE", str(Path(entries[0]) / "node"))
     if region:
         env["AWS_REGION"] = region
         env["AWS_DEFAULT_REGION"] = region

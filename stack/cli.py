@@ -9,13 +9,21 @@ inside the handlers so that other commands start fast.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from asyncbench.errors import AsyncbenchError, ConfigError, StackNotDeployedError
 from stack.config import StackConfig, load_config
 
-__all__ = ["NO_CREDENTIALS_MESSAGE", "aws_session", "register"]
+__all__ = [
+    "LEFT_BEHIND",
+    "NO_CREDENTIALS_MESSAGE",
+    "OPEN_ENDPOINTS_WARNING",
+    "aws_session",
+    "register",
+]
 
 NO_CREDENTIALS_MESSAGE = (
     "no AWS credentials found; configure a profile or AWS_* variables (see README, AWS path)"
@@ -23,9 +31,26 @@ NO_CREDENTIALS_MESSAGE = (
 
 DEFAULT_OUT = Path("cdk.out")
 
+OPEN_ENDPOINTS_WARNING = (
+    "warning: the APIs accept requests from anyone who learns their URLs (no authorizer, on "
+    "purpose), and every request costs money; pass --allow-cidr CIDR to accept only your load "
+    "generators"
+)
+
+# What `destroy` does not remove, on purpose: account-level, shared by every REST API there.
+LEFT_BEHIND = (
+    "left in place (account-level, shared by every API Gateway REST API of the account in "
+    "{region}): the IAM role {role} and API Gateway's account setting cloudWatchRoleArn that "
+    "points at it; delete the role yourself if no other API logs to CloudWatch"
+)
+
 
 def _config(args: argparse.Namespace) -> StackConfig:
-    return load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    cidrs = getattr(args, "allow_cidrs", None)
+    if cidrs:
+        overrides.append(f"allowed_cidrs={json.dumps(cidrs)}")
+    return load_config(args.config, overrides)
 
 
 def aws_session(region: str | None, profile: str | None) -> Any:
@@ -72,8 +97,13 @@ def _deploy(args: argparse.Namespace) -> int:
     from stack.cdk_cli import run_cdk
     from stack.endpoints import write_endpoints
     from stack.outputs import fetch_endpoints, stack_names
+    from stack.preflight import preflight
 
     names = stack_names(config)
+    # Refuse what CloudFormation would refuse minutes later, in one line with the fix.
+    preflight(session, config, names, bootstrap=args.bootstrap)
+    if not config.allowed_cidrs:
+        print(OPEN_ENDPOINTS_WARNING, file=sys.stderr)
     common: dict[str, Any] = {
         "config": config,
         "region": session.region_name,
@@ -98,6 +128,7 @@ def _destroy(args: argparse.Namespace) -> int:
     from stack.endpoints import default_endpoints_path
     from stack.outputs import stack_names
 
+    role = _account_role(session, stack_names(config)["direct"])
     run_cdk(
         ["destroy", *stack_names(config).values(), "--force"],
         config=config,
@@ -109,7 +140,25 @@ def _destroy(args: argparse.Namespace) -> int:
     # A stale endpoints file would send the next run to a deleted API.
     endpoints_path.unlink(missing_ok=True)
     print(f"destroyed {', '.join(stack_names(config).values())}")
+    print(LEFT_BEHIND.format(region=session.region_name, role=role))
     return 0
+
+
+def _account_role(session: Any, direct_stack: str) -> str:
+    """The retained account-level role's ARN from the direct stack's outputs (before destroy)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from stack.outputs import OUTPUT_KEYS
+
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=direct_stack)
+        outputs = stacks["Stacks"][0].get("Outputs", [])
+    except (BotoCoreError, ClientError):
+        outputs = []
+    for output in outputs:
+        if output["OutputKey"] == OUTPUT_KEYS["account_role_arn"]:
+            return str(output["OutputValue"])
+    return "that the direct stack created (if it was ever deployed)"
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +224,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="bootstrap",
         action="store_false",
         help="skip `cdk bootstrap` (the account/region is known to be bootstrapped)",
+    )
+    deploy.add_argument(
+        "--allow-cidr",
+        dest="allow_cidrs",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="accept API requests only from this address block, e.g. your load generators' "
+        "203.0.113.7/32 (repeatable; a resource policy). Without it the APIs are open",
     )
     deploy.set_defaults(handler=_deploy)
 

@@ -13,6 +13,7 @@ block its shard for a day.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -23,6 +24,7 @@ from typing import Any, Literal, get_args, get_type_hints
 from asyncbench.errors import ConfigError
 
 __all__ = [
+    "API_GATEWAY_TIMEOUT_S",
     "LOG_RETENTION_DAYS",
     "STREAM_FILTER_PATTERN",
     "StackConfig",
@@ -31,6 +33,9 @@ __all__ = [
 ]
 
 Architecture = Literal["arm64", "x86_64"]
+
+# API Gateway's REST integration timeout (the default quota), seconds.
+API_GATEWAY_TIMEOUT_S = 29
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -49,10 +54,17 @@ class StackConfig:
     # --- processor function (both variants) ---
     memory_mb: int = 256
     architecture: Architecture = "arm64"
-    timeout_s: int = 30
+    timeout_s: int = 28
+    """Below API Gateway's 29 s integration timeout: a slower direct request would get a 504
+    while its function went on and stored SUCCEEDED (a success the client counts as an error)."""
     reserved_concurrency: int | None = 10
     """Per function; None = unreserved (account pool). The throttle scenario drives above it."""
     log_retention_days: int = 14
+
+    # --- the deployed APIs ---
+    allowed_cidrs: tuple[str, ...] = ()
+    """Source addresses (CIDR) the APIs accept (``deploy --allow-cidr``); empty = anyone. The
+    APIs have no authorizer on purpose (it would add latency to what is measured)."""
 
     # --- storage-first event source mapping ---
     batch_size: int = 100
@@ -76,6 +88,9 @@ class StackConfig:
     """TTL set on an item when it FAILED; 0 keeps failed items until someone looks at them."""
 
     def __post_init__(self) -> None:
+        # JSON and TOML hand lists over; the frozen config keeps a tuple.
+        if isinstance(self.allowed_cidrs, list):
+            object.__setattr__(self, "allowed_cidrs", tuple(self.allowed_cidrs))
         _check_types(self)
         _check_ranges(self)
 
@@ -102,7 +117,10 @@ class StackConfig:
         return from_mapping({**dataclasses.asdict(self), **overrides}, source="overrides")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-shaped (lists, not tuples): equal to what a JSON round trip gives back."""
+        values = dataclasses.asdict(self)
+        values["allowed_cidrs"] = list(self.allowed_cidrs)
+        return values
 
 
 def _check_types(config: StackConfig) -> None:
@@ -120,6 +138,8 @@ def _is_instance(value: Any, expected: Any) -> bool:
     options = get_args(expected)
     if getattr(expected, "__origin__", None) is Literal:
         return value in options
+    if getattr(expected, "__origin__", None) is tuple:  # tuple[X, ...]
+        return isinstance(value, tuple) and all(_is_instance(item, options[0]) for item in value)
     if options:  # a union such as int | None
         return any(_is_instance(value, option) for option in options)
     if expected is type(None):
@@ -133,6 +153,8 @@ def _describe(expected: Any) -> str:
     options = get_args(expected)
     if getattr(expected, "__origin__", None) is Literal:
         return " or ".join(repr(option) for option in options)
+    if getattr(expected, "__origin__", None) is tuple:
+        return f"a list of {_describe(options[0])}"
     if options:
         return " or ".join(_describe(option) for option in options)
     return "null" if expected is type(None) else expected.__name__
@@ -152,7 +174,16 @@ def _check_ranges(c: StackConfig) -> None:
         c.name_prefix,
     )
     _require(128 <= c.memory_mb <= 10_240, "memory_mb", "between 128 and 10240", c.memory_mb)
-    _require(1 <= c.timeout_s <= 900, "timeout_s", "between 1 and 900", c.timeout_s)
+    _require(
+        1 <= c.timeout_s < API_GATEWAY_TIMEOUT_S,
+        "timeout_s",
+        f"between 1 and {API_GATEWAY_TIMEOUT_S - 1} (below API Gateway's {API_GATEWAY_TIMEOUT_S} s "
+        "integration timeout, or a slow direct request is answered 504 and still stored "
+        "SUCCEEDED)",
+        c.timeout_s,
+    )
+    for cidr in c.allowed_cidrs:
+        _require(_is_cidr(cidr), "allowed_cidrs", "a list of CIDR blocks (1.2.3.0/24)", cidr)
     _require(
         c.reserved_concurrency is None or 1 <= c.reserved_concurrency <= 1000,
         "reserved_concurrency",
@@ -206,6 +237,14 @@ def _check_ranges(c: StackConfig) -> None:
         c.failure_ttl_seconds >= 0, "failure_ttl_seconds", ">= 0 (0 = never expire)",
         c.failure_ttl_seconds,
     )  # fmt: skip
+
+
+def _is_cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return "/" in text
 
 
 def from_mapping(values: Mapping[str, Any], *, source: str = "config") -> StackConfig:

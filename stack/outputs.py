@@ -23,6 +23,7 @@ from stack.variants import STAGE_NAMES
 
 __all__ = [
     "AWS_RESOURCES_KEY",
+    "FUNCTIONS_KEY",
     "OUTPUT_KEYS",
     "STAGE_NAMES",
     "USABLE_STATUSES",
@@ -41,12 +42,14 @@ OUTPUT_KEYS = {
     "table": "TableName",
     "region": "Region",
     "function_name": "FunctionName",
+    "log_group": "LogGroupName",
     "api_id": "ApiId",
     "api_name": "ApiName",
     "stage": "StageName",
     "failure_queue_url": "FailureQueueUrl",
     "failure_queue_arn": "FailureQueueArn",
     "event_source_mapping_id": "EventSourceMappingId",
+    "account_role_arn": "ApiGatewayAccountRoleArn",
 }
 
 
@@ -57,6 +60,9 @@ def stack_names(config: StackConfig) -> dict[str, str]:
 
 # Extra key of the endpoints file with the resource names a run needs for CloudWatch metrics.
 AWS_RESOURCES_KEY = "aws_resources"
+# Extra key with each variant's processor function name (``Endpoints.function_name``): what
+# `asyncbench redrive` invokes.
+FUNCTIONS_KEY = "functions"
 
 # States in which the stack's resources exist and match its outputs.
 USABLE_STATUSES = frozenset(
@@ -119,10 +125,13 @@ def endpoints_from_outputs(
         resources[variant] = {
             "stack_name": stack_name,
             "function_name": get("function_name"),
+            "log_group": get("log_group"),
             "api_id": get("api_id"),
             "api_name": get("api_name"),
             "stage": get("stage"),
         }
+        if OUTPUT_KEYS["account_role_arn"] in values:
+            resources[variant]["account_role_arn"] = get("account_role_arn")
         if variant == "storage_first":
             resources[variant]["failure_queue_arn"] = get("failure_queue_arn")
             resources[variant]["event_source_mapping_id"] = get("event_source_mapping_id")
@@ -135,7 +144,12 @@ def endpoints_from_outputs(
         target="aws",
         region=regions.pop(),
         variants=variants,
-        extra={AWS_RESOURCES_KEY: resources},
+        extra={
+            AWS_RESOURCES_KEY: resources,
+            FUNCTIONS_KEY: {
+                variant: names["function_name"] for variant, names in resources.items()
+            },
+        },
     )
 
 

@@ -41,6 +41,9 @@ class _VariantStack(Stack):
     handler: str
     table_actions: tuple[str, ...]
 
+    # The direct stack owns the account-level API Gateway CloudWatch role (one owner).
+    owns_account_role = False
+
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: Any
     ) -> None:
@@ -67,6 +70,8 @@ class _VariantStack(Stack):
             table=self.table,
             log_retention_days=config.log_retention_days,
             description=f"asyncbench {stage} ingest API",
+            owns_account_role=self.owns_account_role,
+            allowed_cidrs=config.allowed_cidrs,
         )
         self.api = self.ingest.api
         # api.url ends with "/"; the endpoints file wants base URLs without it (stack.outputs).
@@ -74,9 +79,22 @@ class _VariantStack(Stack):
         _output(self, "table", self.table.table_name, "Requests table")
         _output(self, "region", Aws.REGION, "Region the stack is deployed in")
         _output(self, "function_name", self.function.function_name, "Processor function")
+        _output(
+            self,
+            "log_group",
+            self.processor.log_group.log_group_name,
+            "Processor log group (REPORT lines and the handlers' per-invocation line)",
+        )
         _output(self, "api_id", self.api.rest_api_id, "REST API id")
         _output(self, "api_name", self.api.rest_api_name, "REST API name (CloudWatch ApiName)")
         _output(self, "stage", stage, "API stage name")
+        if self.ingest.account_role is not None:
+            _output(
+                self,
+                "account_role_arn",
+                self.ingest.account_role.role_arn,
+                "API Gateway's account-level CloudWatch role (kept by destroy)",
+            )
 
 
 class DirectStack(_VariantStack):
@@ -84,6 +102,7 @@ class DirectStack(_VariantStack):
 
     variant = "direct"
     handler = HANDLERS["direct"]
+    owns_account_role = True
     # PutItem stores the outcome; UpdateItem counts a duplicate invocation of the same request.
     table_actions = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 
@@ -155,17 +174,26 @@ class StorageFirstStack(_VariantStack):
         )
 
     def _grant_stream_read(self) -> None:
-        # By hand rather than table.grant_stream_read(): that grant adds dynamodb:ListStreams on
-        # "*" (every stream in the account). Lambda's mapping checks all four actions, and AWS's
-        # own example policy scopes them to the table's stream, which is what this does.
+        # The mapping checks these four actions on the function's role. Three are scoped to the
+        # table's stream; dynamodb:ListStreams has no resource-level permissions (the Service
+        # Authorization Reference lists no resource type for it), so it can only be granted on
+        # "*", and it only lists stream ARNs, never their data.
         self.processor.role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=[
                     "dynamodb:DescribeStream",
                     "dynamodb:GetRecords",
                     "dynamodb:GetShardIterator",
-                    "dynamodb:ListStreams",
                 ],
                 resources=[self.table.table_stream_arn],  # type: ignore[list-item]
             )
+        )
+        self.processor.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:ListStreams"], resources=["*"])
+        )
+        acknowledge(
+            self.processor.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "dynamodb:ListStreams only: it has no resource-level permissions, so AWS requires "
+            'Resource "*"; it returns stream ARNs, not data. Every other action is scoped.',
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ERROR_RESPONSES",
+    "GET_ERROR_RESPONSES",
     "GET_ITEM_INTEGRATION",
     "HANDLERS",
     "PUT_ITEM_INTEGRATION",
@@ -71,6 +72,11 @@ ERROR_RESPONSES = (
     IntegrationResponse(400, "put_error_response.vtl", r"4\d{2}"),
     IntegrationResponse(500, "put_error_response.vtl", r"5\d{2}"),
 )
+# The same for GetItem, answered with the read's own message: the request may well be stored.
+GET_ERROR_RESPONSES = (
+    IntegrationResponse(400, "get_error_response.vtl", r"4\d{2}"),
+    IntegrationResponse(500, "get_error_response.vtl", r"5\d{2}"),
+)
 
 PUT_ITEM_INTEGRATION = ServiceIntegration(
     action="PutItem",
@@ -85,6 +91,6 @@ GET_ITEM_INTEGRATION = ServiceIntegration(
     action="GetItem",
     request_template="get_request.vtl",
     # get_response.vtl overrides the status to 404 when there is no item.
-    responses=(IntegrationResponse(200, "get_response.vtl"), *ERROR_RESPONSES),
+    responses=(IntegrationResponse(200, "get_response.vtl"), *GET_ERROR_RESPONSES),
     method_statuses=(200, 400, 404, 500),
 )

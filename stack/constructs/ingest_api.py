@@ -8,6 +8,8 @@ templates read: ``tableName`` and ``scheme``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
@@ -19,7 +21,13 @@ from constructs import Construct
 from stack.constructs.mapping_templates import read_template
 from stack.constructs.nag import acknowledge
 from stack.constructs.processor_function import retention_days
-from stack.variants import ERROR_RESPONSES, GET_ITEM_INTEGRATION, PUT_ITEM_INTEGRATION
+from stack.variants import (
+    ERROR_RESPONSES,
+    GET_ERROR_RESPONSES,
+    GET_ITEM_INTEGRATION,
+    PUT_ITEM_INTEGRATION,
+    IntegrationResponse,
+)
 
 __all__ = ["ACCESS_LOG_FIELDS", "IngestApi"]
 
@@ -47,16 +55,44 @@ def _access_log_format() -> apigw.AccessLogFormat:
     return apigw.AccessLogFormat.custom("{" + fields + "}")
 
 
-def _error_responses() -> list[apigw.IntegrationResponse]:
-    """DynamoDB's 4xx -> 400 and 5xx -> 500 (the template turns throttling into 429)."""
+def _error_responses(
+    responses: Sequence[IntegrationResponse] = ERROR_RESPONSES,
+) -> list[apigw.IntegrationResponse]:
+    """DynamoDB's 4xx -> 400 and 5xx -> 500 (the templates turn throttling into 429)."""
     return [
         apigw.IntegrationResponse(
             status_code=str(response.status),
             selection_pattern=response.selection_pattern,
             response_templates={JSON: read_template(response.template)},
         )
-        for response in ERROR_RESPONSES
+        for response in responses
     ]
+
+
+def source_ip_policy(cidrs: Sequence[str]) -> iam.PolicyDocument | None:
+    """A resource policy accepting requests only from ``cidrs`` (None: no policy, open API).
+
+    API Gateway's documented pattern: allow Invoke on every method, then deny it where the
+    source address is not one of the blocks (an explicit deny wins).
+    """
+    if not cidrs:
+        return None
+    principal = iam.AnyPrincipal()
+    methods = ["execute-api:/*"]
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                actions=["execute-api:Invoke"], principals=[principal], resources=methods
+            ),
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["execute-api:Invoke"],
+                principals=[principal],
+                resources=methods,
+                conditions={"NotIpAddress": {"aws:SourceIp": list(cidrs)}},
+            ),
+        ]
+    )
 
 
 def _method_responses(*status_codes: str) -> list[apigw.MethodResponse]:
@@ -70,6 +106,12 @@ class IngestApi(Construct):
     ``POST`` to (with :meth:`add_post_to_function` or :meth:`add_post_to_table`), and
     ``self.integration_role`` the role API Gateway assumes for DynamoDB (GetItem on ``table``
     only, plus PutItem when the POST goes to the table).
+
+    ``owns_account_role``: this API creates the region's account-level CloudWatch role
+    (``AWS::ApiGateway::Account``, one per account and region). Exactly one of the app's APIs
+    owns it; the other stack depends on the owner's, or two stacks would overwrite each other's
+    setting. CDK retains the role on destroy (deleting it would break logging for every other
+    REST API of the account). ``allowed_cidrs``: see :func:`source_ip_policy`.
     """
 
     def __init__(
@@ -82,6 +124,8 @@ class IngestApi(Construct):
         table: dynamodb.ITable,
         log_retention_days: int,
         description: str,
+        owns_account_role: bool,
+        allowed_cidrs: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.table = table
@@ -100,8 +144,10 @@ class IngestApi(Construct):
             # REGIONAL: an edge-optimised API would add a CloudFront hop to every measured
             # request, which is not part of either architecture.
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Access and execution logging need the account-level CloudWatch role.
-            cloud_watch_role=True,
+            # Access and execution logging need the account-level CloudWatch role: one owner.
+            cloud_watch_role=owns_account_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if owns_account_role else None,
+            policy=source_ip_policy(allowed_cidrs),
             deploy_options=apigw.StageOptions(
                 stage_name=stage_name,
                 variables={"tableName": table.table_name, "scheme": "https"},
@@ -133,11 +179,17 @@ class IngestApi(Construct):
                         JSON: read_template(GET_ITEM_INTEGRATION.responses[0].template)
                     },
                 ),
+                errors=_error_responses(GET_ERROR_RESPONSES),
             ),
             request_parameters={"method.request.path.id": True},
             method_responses=_method_responses(*map(str, GET_ITEM_INTEGRATION.method_statuses)),
         )
         self.post_method: apigw.Method | None = None
+        self.account_role: iam.IRole | None = None
+        if owns_account_role:
+            role = self.api.node.find_child("CloudWatchRole")
+            assert isinstance(role, iam.Role)
+            self.account_role = role
         self._acknowledge_nag_findings()
 
     def _acknowledge_nag_findings(self) -> None:
@@ -176,7 +228,12 @@ class IngestApi(Construct):
         )
 
     def _dynamodb_integration(
-        self, *, action: str, request_template: str, success: apigw.IntegrationResponse
+        self,
+        *,
+        action: str,
+        request_template: str,
+        success: apigw.IntegrationResponse,
+        errors: list[apigw.IntegrationResponse] | None = None,
     ) -> apigw.AwsIntegration:
         return apigw.AwsIntegration(
             service="dynamodb",
@@ -188,7 +245,10 @@ class IngestApi(Construct):
                 # (a raw PutItem body would let a client write any item). API Gateway answers
                 # 415 instead; a request without Content-Type uses the application/json template.
                 passthrough_behavior=apigw.PassthroughBehavior.NEVER,
-                integration_responses=[success, *_error_responses()],
+                integration_responses=[
+                    success,
+                    *(errors if errors is not None else _error_responses()),
+                ],
             ),
         )
 

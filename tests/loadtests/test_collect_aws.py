@@ -6,7 +6,6 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -18,7 +17,7 @@ from asyncbench.errors import StackNotDeployedError
 from loadtests import collect_aws
 from loadtests.collect import TrialWindow, collect_trial
 from loadtests.collect_aws import AwsStageSide, metric_queries
-from reports.schema import METRICS, PARKED, SERVER, conform
+from reports.schema import PARKED, SERVER, conform
 from stack.endpoints import Endpoints, VariantEndpoint
 
 REGION = "us-east-1"
@@ -132,29 +131,13 @@ def test_collects_items_parked_records_and_metrics(
     sqs = boto3.client("sqs", region_name=REGION)
     record = _destination_record(stream_arn, shard_id, sequence, sequence)
     sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
-    now = datetime.now(UTC)
-    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-    for value in (10.0, 30.0):
-        cloudwatch.put_metric_data(
-            Namespace="AWS/Lambda",
-            MetricData=[
-                {
-                    "MetricName": "Duration",
-                    "Dimensions": [{"Name": "FunctionName", "Value": "fn-stream"}],
-                    "Timestamp": now,
-                    "Value": value,
-                    "Unit": "Milliseconds",
-                }
-            ],
-        )
-
     # moto computes no percentiles (and fails serializing them): fetch the plain statistics.
     plain_stats = tuple(
         dataclasses.replace(spec, stats=tuple(s for s in spec.stats if not s.startswith("p")))
         for spec in collect_aws.CLOUDWATCH_METRICS
     )
     monkeypatch.setattr(collect_aws, "CLOUDWATCH_METRICS", plain_stats)
-    side = AwsStageSide(_endpoints(queue_url), RUN)
+    side = AwsStageSide(_endpoints(queue_url), RUN, long_poll_s=1)
     started = time.time() * 1000 - 5_000
     window = TrialWindow(RUN, 3, "storage_first", started, time.time() * 1000)
     client = pd.DataFrame(
@@ -167,7 +150,7 @@ def test_collects_items_parked_records_and_metrics(
     polls: list[int] = []
     side.begin_trial()
     result = collect_trial(
-        side, window, client, timeout_s=0.6, on_poll=lambda left, _: polls.append(left)
+        side, window, client, timeout_s=2.5, on_poll=lambda left, _: polls.append(left)
     )
 
     assert not result.settled
@@ -185,18 +168,18 @@ def test_collects_items_parked_records_and_metrics(
     assert result.parked["condition"].iloc[0] == "RetryAttemptsExhausted"
     assert result.parked["approximate_invoke_count"].iloc[0] == 21
     conform(result.parked, PARKED)
-    # Received messages were deleted: the queue is drained.
-    assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+    # Read but not deleted until its rows are written (the next trial's begin, or the run's end).
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    side.begin_trial()
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
-    durations = result.metrics[result.metrics["metric"] == "Duration"]
-    by_stat = {
-        json.loads(row)["stat"]: value for row, value in durations[["dimensions", "value"]].values
-    }
-    assert by_stat["Average"] == pytest.approx(20.0)
-    assert by_stat["Maximum"] == pytest.approx(30.0)
-    assert set(result.metrics["source"]) == {"cloudwatch"}
-    assert set(result.metrics["trial"]) == {3}
-    conform(result.metrics, METRICS)
+    # Metrics are not read per trial on AWS (they arrive late): finish_run reads them once.
+    assert result.metrics.empty
 
 
 def test_unresolvable_destination_record_is_kept_without_request_id(aws: None) -> None:
@@ -207,7 +190,7 @@ def test_unresolvable_destination_record_is_kept_without_request_id(aws: None) -
     boto3.client("sqs", region_name=REGION).send_message(
         QueueUrl=queue_url, MessageBody=json.dumps(record)
     )
-    side = AwsStageSide(_endpoints(queue_url), RUN)
+    side = AwsStageSide(_endpoints(queue_url), RUN, long_poll_s=1)
     now_ms = time.time() * 1000
     window = TrialWindow(RUN, 1, "storage_first", now_ms - 1000, now_ms)
     result = collect_trial(
@@ -225,7 +208,9 @@ def test_metric_queries_skip_resources_without_names() -> None:
     endpoints = _endpoints("https://sqs/queue")
     queries, meaning = metric_queries(endpoints, "storage_first")
     names = {spec.name for spec, _, _ in meaning.values()}
-    assert {"Duration", "IteratorAge", "Latency", "5XXError", "WriteThrottleEvents"} <= names
+    assert {"Throttles", "IteratorAge", "Latency", "5XXError", "ConsumedReadCapacityUnits"} <= names
+    # Per invocation from the logs instead (exact per trial): never averaged per minute.
+    assert not {"Invocations", "Duration", "Errors"} & names
     stages = {
         dimension["Value"]
         for query in queries
@@ -237,7 +222,12 @@ def test_metric_queries_skip_resources_without_names() -> None:
     assert "IteratorAge" not in direct_names
     bare = Endpoints(target="aws", region=REGION, variants=endpoints.variants)
     bare_names = {spec.name for spec, _, _ in metric_queries(bare, "direct")[1].values()}
-    assert bare_names == {"ConsumedWriteCapacityUnits", "WriteThrottleEvents"}
+    assert bare_names == {
+        "ConsumedWriteCapacityUnits",
+        "ConsumedReadCapacityUnits",
+        "WriteThrottleEvents",
+        "ReadThrottleEvents",
+    }
 
 
 def test_check_names_a_missing_table(aws: None) -> None:
@@ -245,3 +235,72 @@ def test_check_names_a_missing_table(aws: None) -> None:
     side = AwsStageSide(_endpoints("https://sqs/queue"), RUN)
     with pytest.raises(StackNotDeployedError, match=r"tbl-sf .*asyncbench deploy"):
         side.check()
+
+
+def test_parked_messages_that_arrive_late_are_collected(aws: None) -> None:
+    """The failure destination's message arrives after collection began (AWS writes it when
+    the retries of the batch are exhausted): collection waits for it, by long polling."""
+    _table("tbl-direct")
+    stream_arn = _table("tbl-sf")
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    _put("tbl-sf", "late", "PENDING")
+    shard_id, sequence = _sequence_of(stream_arn, "late")
+    side = AwsStageSide(_endpoints(queue_url), RUN, long_poll_s=1)
+    now_ms = time.time() * 1000
+    window = TrialWindow(RUN, 1, "storage_first", now_ms - 1000, now_ms)
+    client = pd.DataFrame({"trial": [1], "request_id": ["late"], "outcome": ["accepted"]})
+    polls: list[int] = []
+
+    def on_poll(left: int, _: float) -> None:
+        polls.append(left)
+        if len(polls) == 2:  # parked only after two polls found the item PENDING
+            record = _destination_record(stream_arn, shard_id, sequence, sequence)
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record))
+
+    side.begin_trial()
+    result = collect_trial(side, window, client, timeout_s=20, on_poll=on_poll)
+    assert polls[:2] == [1, 1] and polls[-1] == 0
+    assert result.settled and result.unfinished == 0
+    assert list(result.parked["request_id"]) == ["late"]
+    assert result.server.set_index("request_id").loc["late", "status"] == "PENDING"
+
+
+class _FalseEmptyQueue:
+    """SQS as short polling can answer: an empty receive while a message waits on the queue."""
+
+    def __init__(self) -> None:
+        self.receives: list[int] = []
+        self.deleted: list[str] = []
+        self.waiting = [{"Body": json.dumps({"n": 1}), "ReceiptHandle": "h1"}]
+
+    def receive_message(self, **arguments: Any) -> dict[str, Any]:
+        self.receives.append(arguments["WaitTimeSeconds"])
+        if len(self.receives) == 1:
+            return {}  # the false empty
+        messages, self.waiting = self.waiting, []
+        return {"Messages": messages} if messages else {}
+
+    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        visible = len(self.waiting)
+        in_flight = 1 - visible - len(self.deleted)
+        return {
+            "Attributes": {
+                "ApproximateNumberOfMessages": str(visible),
+                "ApproximateNumberOfMessagesNotVisible": str(in_flight),
+            }
+        }
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:
+        self.deleted += [entry["ReceiptHandle"] for entry in Entries]
+
+
+def test_an_empty_receive_with_messages_on_the_queue_does_not_end_the_read(aws: None) -> None:
+    side = AwsStageSide(_endpoints("https://sqs/queue"), RUN, long_poll_s=3)
+    fake = _FalseEmptyQueue()
+    side.sqs = fake
+    assert side.new_parked_records() == [{"n": 1}]
+    assert fake.receives == [3, 3, 3]  # long polls only; the last one empty with counts at 0
+    assert fake.deleted == []  # rows not written yet
+    side.acknowledge()
+    assert fake.deleted == ["h1"]

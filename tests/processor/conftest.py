@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from processor.runtime import Runtime
+from processor.runtime import INVOCATION_RECORD, Runtime
 from processor.settings import Settings
 from tests.processor.events import REGION, TABLE, FakeClock
 
@@ -69,8 +69,17 @@ def logs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
+def invocations() -> list[dict[str, Any]]:
+    """The per-invocation structured lines (kept apart from the per-record ``logs``)."""
+    return []
+
+
+@pytest.fixture
 def make_runtime(
-    dynamodb: Any, clock: FakeClock, logs: list[dict[str, Any]]
+    dynamodb: Any,
+    clock: FakeClock,
+    logs: list[dict[str, Any]],
+    invocations: list[dict[str, Any]],
 ) -> Callable[..., Runtime]:
     """A runtime on moto with the fake clock; keyword arguments override settings."""
 
@@ -92,7 +101,9 @@ def make_runtime(
             dynamodb=dynamodb,
             now_ms=clock.now_ms,
             sleep=clock.sleep,
-            log=lambda fields: logs.append(dict(fields)),
+            log=lambda fields: (
+                invocations if fields.get("record") == INVOCATION_RECORD else logs
+            ).append(dict(fields)),
         )
 
     return make

@@ -17,11 +17,12 @@ from asyncbench.errors import ConfigError, DependencyMissingError
 from stack import cdk_cli
 from stack.app import config_from_environment
 from stack.cdk_cli import CONFIG_ENV_VAR, run_cdk
-from stack.cli import NO_CREDENTIALS_MESSAGE
+from stack.cli import NO_CREDENTIALS_MESSAGE, OPEN_ENDPOINTS_WARNING
 from stack.config import StackConfig
 from stack.endpoints import read_endpoints
-from stack.outputs import stack_names
+from stack.outputs import OUTPUT_KEYS, stack_names
 
+from .aws_fakes import account_concurrency
 from .test_outputs import REGION, create_stack, variant_outputs
 
 AWS_ENV_VARS = (
@@ -52,6 +53,7 @@ def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def fake_aws(monkeypatch: pytest.MonkeyPatch, no_aws_credentials: None) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    account_concurrency(monkeypatch, limit=1000, unreserved=1000)  # AWS's default quota
     with mock_aws():
         yield
 
@@ -107,6 +109,54 @@ def test_deploy_runs_the_cli_then_writes_the_endpoints_file(
     assert endpoints.target == "aws"
     assert endpoints.variant("storage_first").failure_destination is not None
     assert endpoints.extra["stack_config"]["name_prefix"] == "mine"  # for the run manifest
+    # What `asyncbench redrive` invokes (Endpoints.function_name).
+    assert endpoints.extra["functions"] == {
+        "direct": "direct-ProcessorFunction-XYZ",
+        "storage_first": "storage-first-ProcessorFunction-XYZ",
+    }
+
+
+def test_deploy_without_allow_cidr_warns_in_one_line_and_with_it_passes_the_cidrs(
+    fake_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    configs: list[StackConfig] = []
+
+    def fake_run_cdk(arguments: list[str], **options: Any) -> None:
+        configs.append(options["config"])
+        if arguments[0] == "deploy":
+            cloudformation = boto3.client("cloudformation", region_name=REGION)
+            existing = {s["StackName"] for s in cloudformation.list_stacks()["StackSummaries"]}
+            for variant, name in stack_names(options["config"]).items():
+                if name not in existing:  # a second deploy updates what the first created
+                    create_stack(cloudformation, name, variant_outputs(variant))
+
+    monkeypatch.setattr(cdk_cli, "run_cdk", fake_run_cdk)
+    endpoints = ["--endpoints", str(tmp_path / "e.json"), "--no-bootstrap"]
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value="28", Type="String"
+    )
+    assert main(["deploy", "--region", REGION, *endpoints]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [OPEN_ENDPOINTS_WARNING]
+    argv = ["deploy", "--region", REGION, *endpoints, "--allow-cidr", "203.0.113.7/32"]
+    assert main([*argv, "--allow-cidr", "198.51.100.0/24"]) == 0
+    assert capsys.readouterr().err == ""
+    assert configs[-1].allowed_cidrs == ("203.0.113.7/32", "198.51.100.0/24")
+
+
+def test_destroy_lists_the_account_level_role_it_leaves(
+    fake_aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    cloudformation = boto3.client("cloudformation", region_name=REGION)
+    outputs = variant_outputs("direct") | {
+        OUTPUT_KEYS["account_role_arn"]: "arn:aws:iam::123456789012:role/direct-CloudWatchRole"
+    }
+    create_stack(cloudformation, stack_names(StackConfig())["direct"], outputs)
+    monkeypatch.setattr(cdk_cli, "run_cdk", lambda arguments, **_: None)
+    assert main(["destroy", "--region", REGION, "--endpoints", str(tmp_path / "e.json")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "arn:aws:iam::123456789012:role/direct-CloudWatchRole" in last
+    assert "cloudWatchRoleArn" in last and REGION in last
 
 
 def test_destroy_removes_the_stale_endpoints_file(
@@ -155,6 +205,21 @@ def test_run_cdk_pins_the_cli_and_switches_telemetry_off(
     assert env["CDK_DISABLE_VERSION_CHECK"] == "1"
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-central-1"
     assert StackConfig(**json.loads(env[CONFIG_ENV_VAR])) == config
+
+
+def test_cdk_runs_on_the_supported_node_bootstrap_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    node = tmp_path / "node" / "node_modules" / ".bin" / "node"
+    monkeypatch.setenv("ASYNCBENCH_TOOLS_DIR", str(tmp_path))
+    monkeypatch.delenv("JSII_NODE", raising=False)
+    env = cdk_cli.cdk_environment(StackConfig(), region=None, base={"PATH": "/usr/bin"})
+    assert env["PATH"] == "/usr/bin" and "JSII_NODE" not in env  # none installed: the system's
+    node.parent.mkdir(parents=True)
+    node.write_text("", encoding="utf-8")
+    env = cdk_cli.cdk_environment(StackConfig(), region=None, base={"PATH": "/usr/bin"})
+    assert env["PATH"].split(":") == [str(node.parent), "/usr/bin"]
+    assert env["JSII_NODE"] == str(node)
 
 
 def test_run_cdk_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def variant_outputs(variant: str) -> dict[str, str]:
         "table": f"{stage}-RequestsTable-XYZ",
         "region": REGION,
         "function_name": f"{stage}-ProcessorFunction-XYZ",
+        "log_group": f"{stage}-ProcessorLogs-XYZ",
         "api_id": f"abc{len(stage)}",
         "api_name": f"asyncbench-{stage}",
         "stage": stage,

@@ -4,7 +4,8 @@
   integration response by DynamoDB's status: 2xx -> 202 + put_response.vtl; 4xx -> 400 and
   5xx -> 500 + put_error_response.vtl (which may override the status, e.g. 429 on throttling).
 - ``GET /{stage}/requests/{id}`` on both stages: get_request.vtl -> GetItem -> get_response.vtl
-  (which overrides to 404 when there is no item).
+  (which overrides to 404 when there is no item); 4xx -> 400 and 5xx -> 500 +
+  get_error_response.vtl ("request could not be read").
 - ``POST /direct/requests``: a REST proxy event -> the direct function -> its proxy response.
 - ``POST /2015-03-31/functions/{name}/invocations``: Lambda's Invoke API for the stage's
   functions (:mod:`stack.local.awslambda.invoke_api`), so boto3's ``lambda`` client can call them.
