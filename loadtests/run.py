@@ -43,12 +43,18 @@ class RunRequest:
     """Parent folder; the run folder is ``out_dir / run_id``."""
     processes: int = 1
     expect_workers: int = 0
+    master_bind_host: str = "*"
+    """Interface the master listens on for remote workers."""
+    master_port: int = 5557
     overrides: dict[str, Any] = field(default_factory=dict)
     """Command-line overrides as given (rate, duration, repetitions), for the manifest."""
-    settle_s: float = 2.0
-    """Pause between trials so the previous trial's stragglers do not load the next one."""
+    settle_s: float = 0.0
+    """Pause between trials. None by default: collection already waited until the trial's
+    accepted requests were terminal, so nothing of it loads the next trial."""
     interrupted_collection_timeout_s: float = 10.0
-    start_lead_s: float = 1.5
+    start_lead_s: float = 0.0
+    """Earliest time zero after the trial is handed to the (warm) load generator; it adds its
+    own short lead once it is ready."""
 
 
 @dataclass
@@ -160,9 +166,10 @@ def execute_run(
 ) -> RunOutcome:
     """Drive and collect every planned trial (or until stopped); returns where it all went.
 
-    ``driver`` is the module providing ``TrialPlan`` and ``drive_trial`` (the load generator;
-    tests pass a stand-in). A :class:`RunError` from the driver (rows lost) still leaves the
-    folder finished and marked partial before it propagates.
+    ``driver`` is the module providing ``TrialPlan`` and ``open_generator`` (the load
+    generator, started once and kept warm for every trial; tests pass a stand-in). A
+    :class:`RunError` from the driver (rows lost) still leaves the folder finished and marked
+    partial before it propagates.
     """
     control = control or RunControl()
     display = display or ProgressDisplay()
@@ -183,14 +190,22 @@ def execute_run(
     windows: list[TrialWindow] = []
     complete = True
     error: str | None = None
+    generator = driver.open_generator(
+        run_dir / "logs",
+        processes=request.processes,
+        expect_workers=request.expect_workers,
+        master_bind_host=request.master_bind_host,
+        master_port=request.master_port,
+        notice=display.message,
+    )
     try:
         for planned in plan:
             if control.stop.is_set():
                 complete = False
                 break
             row, collection = _one_trial(
-                request, planned, len(plan), run_id, run_dir, driver, side, control, display,
-                collected[planned.variant], windows,
+                request, planned, len(plan), run_id, run_dir, driver, generator, side, control,
+                display, collected[planned.variant], windows,
             )  # fmt: skip
             folder.add_trial(row, collection)
             if not row["complete"]:
@@ -203,6 +218,7 @@ def execute_run(
         error = f"{type(failure).__name__}: {failure}"
         raise
     finally:
+        generator.close()
         folder.finish(partial=not complete or control.abort.is_set(), error=error)
         display.close()
     return RunOutcome(run_dir, run_id, not complete, len(folder.trial_rows))
@@ -215,6 +231,7 @@ def _one_trial(
     run_id: str,
     run_dir: Path,
     driver: Any,
+    generator: Any,
     side: StageSide,
     control: RunControl,
     display: ProgressDisplay,
@@ -225,7 +242,6 @@ def _one_trial(
     endpoint = request.endpoints.variant(planned.variant)
     display.begin_trial(planned.trial, total, planned.variant, planned.repetition)
     side.begin_trial()
-    # A lead, so the load generator is ready at time zero and the trial starts on schedule.
     started_at_ms = time.time() * 1000.0 + request.start_lead_s * 1000.0
     plan = driver.TrialPlan(
         run_id=run_id,
@@ -238,13 +254,7 @@ def _one_trial(
         started_at_ms=started_at_ms,
         seed=request.seed * 1000 + planned.trial,
     )
-    result = driver.drive_trial(
-        plan,
-        processes=request.processes,
-        expect_workers=request.expect_workers,
-        progress=display.load,
-        stop=control.stop,
-    )
+    result = generator.drive(plan, progress=display.load, stop=control.stop)
     interrupted = bool(result.interrupted) or control.stop.is_set()
     window = TrialWindow(
         run_id, planned.trial, planned.variant, result.started_at_ms, result.ended_at_ms
@@ -289,6 +299,8 @@ def _one_trial(
         "requests_counted": sum(result.requests_counted.values()),
         "rows_written": sum(result.rows_written.values()),
         "late_sends": result.late_sends,
+        "dropped_sends": result.dropped_sends,
+        "workers_lost": len(result.workers_lost),
         "unfinished": collection.unfinished,
         "collected_at_ms": collection.collected_at_ms,
         "complete": not interrupted and not control.abort.is_set(),
