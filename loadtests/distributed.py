@@ -150,6 +150,9 @@ class MasterGenerator:
             )
             refusal: RefuseData = {"reason": reason}
             _send(self.runner, REFUSE, refusal, client_id=msg.node_id)
+            # Out of the master's book at once, so no user is ever dispatched to it.
+            if msg.node_id in self.runner.clients:
+                del self.runner.clients[msg.node_id]
             notice = f"refused a worker on {hello['host']}: {reason}"
             self.emit({"type": "notice", "message": notice})
             return

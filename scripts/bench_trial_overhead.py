@@ -131,8 +131,8 @@ class _TimedDriver:
     def drive_trial(self, plan: Any, **options: Any) -> Any:
         return _timed_result(self._driver.drive_trial(plan, **options), self._timeline)
 
-    def open_generator(self, **options: Any) -> Any:
-        generator = self._driver.open_generator(**options)
+    def open_generator(self, log_dir: Path, **options: Any) -> Any:
+        generator = self._driver.open_generator(log_dir, **options)
         timeline = self._timeline
 
         class Timed:
@@ -145,6 +145,9 @@ class _TimedDriver:
 
             def __exit__(self, *exc: object) -> None:
                 generator.__exit__(*exc)
+
+            def close(self) -> None:
+                generator.close()
 
             def drive(self, plan: Any, **drive_options: Any) -> Any:
                 return _timed_result(generator.drive(plan, **drive_options), timeline)
