@@ -138,19 +138,26 @@ class ProgressMeter:
 
     WINDOW_S = 3.0
 
-    def __init__(self, scenario: Scenario, zero_ms: float, emit: Emit) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        zero_ms: float,
+        emit: Emit,
+        *,
+        clock_ms: Callable[[], float] = now_ms,
+    ) -> None:
         self._schedule = Schedule(scenario)
         self._zero_ms = zero_ms
         self._emit = emit
+        self._clock_ms = clock_ms
         self._window: deque[tuple[float, int]] = deque()  # (elapsed s, completed)
-        self._last = 0.0
+        self._last: float | None = None
 
     def tick(self, sent: int, errors: int) -> None:
-        now = time.monotonic()
-        if now - self._last < 1.0:
+        elapsed = (self._clock_ms() - self._zero_ms) / 1000.0
+        if self._last is not None and elapsed - self._last < 1.0:
             return
-        self._last = now
-        elapsed = (now_ms() - self._zero_ms) / 1000.0
+        self._last = elapsed
         self._window.append((elapsed, sent))
         while len(self._window) > 1 and elapsed - self._window[0][0] > self.WINDOW_S:
             self._window.popleft()
