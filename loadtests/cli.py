@@ -106,6 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         expect_workers=args.expect_workers,
         master_bind_host=args.master_bind_host,
         master_port=args.master_port,
+        web_port=args.web,
         overrides={
             "rate": args.rate,
             "duration": args.duration,
@@ -182,6 +183,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_port,
         default=DEFAULT_MASTER_PORT,
         help=f"port the master listens on for remote workers (default {DEFAULT_MASTER_PORT})",
+    )
+    run.add_argument(
+        "--web",
+        nargs="?",
+        const=8089,
+        type=_port,
+        metavar="PORT",
+        help="open Locust's web UI on 127.0.0.1:PORT (default 8089) to watch the trials; "
+        "what is recorded does not change",
     )
     run.add_argument("--endpoints", help="endpoints file (default: the target's, in .asyncbench/)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: drawn, recorded)")

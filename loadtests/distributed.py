@@ -38,6 +38,7 @@ from loadtests.engine import (
     drain_deadline,
     ensure_users,
     now_ms,
+    open_web_ui,
     seconds_in_flight,
     trial_setup,
     wait_until,
@@ -95,6 +96,7 @@ class MasterGenerator:
         port: int,
         emit: Emit,
         stopping: Stopping,
+        web_port: int | None = None,
     ) -> None:
         from locust.env import Environment
 
@@ -109,6 +111,7 @@ class MasterGenerator:
             master_bind_host="127.0.0.1" if local_only else bind_host,
             master_bind_port=self.port,
         )
+        open_web_ui(self.environment, web_port, emit)
         self.names: dict[str, str] = {}  # Locust node id -> worker name (w0, w1, ...)
         self.lost: set[str] = set()
         self._trial = 0

@@ -61,6 +61,7 @@ class LoadGenerator:
         expect_workers: int = 0,
         master_bind_host: str = "*",
         master_port: int = DEFAULT_MASTER_PORT,
+        web_port: int | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> None:
         if processes < 1:
@@ -73,6 +74,8 @@ class LoadGenerator:
             "--processes", str(processes), "--expect-workers", str(expect_workers),
             "--master-bind-host", master_bind_host, "--master-port", str(master_port),
         ]  # fmt: skip
+        if web_port is not None:
+            self.command += ["--web-port", str(web_port)]
         self.notice = notice or (lambda text: print(text, file=sys.stderr))
         self.child: subprocess.Popen[str] | None = None
         self.log_path = self.log_dir / "loadgen.log"

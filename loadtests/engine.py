@@ -155,7 +155,7 @@ class ProgressMeter:
 
     def tick(self, sent: int, errors: int) -> None:
         elapsed = (self._clock_ms() - self._zero_ms) / 1000.0
-        if self._last is not None and elapsed - self._last < 1.0:
+        if elapsed < 0 or (self._last is not None and elapsed - self._last < 1.0):
             return
         self._last = elapsed
         self._window.append((elapsed, sent))
@@ -231,7 +231,7 @@ class LocalGenerator:
 
     WORKER = "w0"
 
-    def __init__(self) -> None:
+    def __init__(self, *, web_port: int | None = None, emit: Emit | None = None) -> None:
         from locust.env import Environment
 
         from loadtests.users import TrialContext, make_user_class
@@ -240,6 +240,7 @@ class LocalGenerator:
         self.environment = Environment(user_classes=[make_user_class(self.context)])
         self.environment.events.request.add_listener(self.context.count_request)
         self.runner = self.environment.create_local_runner()
+        open_web_ui(self.environment, web_port, emit)
 
     def drive(
         self, plan: TrialPlan, *, record: bool, emit: Emit, stopping: Stopping
@@ -294,6 +295,19 @@ class LocalGenerator:
 
     def close(self) -> None:
         self.runner.quit()
+
+
+def open_web_ui(environment: Any, port: int | None, emit: Emit | None) -> None:
+    """Locust's web UI on ``environment``, for watching the trials (they are not started or
+    stopped from it: the run drives them, and records the same rows either way)."""
+    if port is None:
+        return
+    sys.argv = sys.argv[:1]  # the UI parses the command line as Locust's: ours is not
+    environment.create_web_ui(host="127.0.0.1", port=port)
+    if emit is not None:
+        emit(
+            {"type": "notice", "message": f"Locust web UI (for watching): http://127.0.0.1:{port}"}
+        )
 
 
 def trial_setup(plan: TrialPlan, worker: str, recorder: Any) -> Any:
@@ -390,10 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-workers", type=int, default=0)
     parser.add_argument("--master-bind-host", default="*")
     parser.add_argument("--master-port", type=int, default=DEFAULT_MASTER_PORT)
+    parser.add_argument("--web-port", type=int, default=None)
     args = parser.parse_args(argv)
     emit = _emitter(sys.stdout)
     if args.processes == 1 and args.expect_workers == 0:
-        return serve(lambda emit, stopping: LocalGenerator(), emit)
+        return serve(lambda emit, stopping: LocalGenerator(web_port=args.web_port, emit=emit), emit)
     from loadtests.distributed import MasterGenerator
 
     local_workers = args.processes if args.processes > 1 else 0
@@ -406,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.master_port,
             emit=emit,
             stopping=stopping,
+            web_port=args.web_port,
         )
 
     return serve(master, emit)

@@ -28,7 +28,16 @@ from reports.schema import CLIENT, METRICS, PARKED, SERVER, TRIALS, read_table, 
 from reports.schema import write_table as write_rows
 from stack.endpoints import Endpoints
 
-__all__ = ["RunControl", "RunOutcome", "RunRequest", "execute_run", "make_stage_side"]
+__all__ = [
+    "RunControl",
+    "RunFolder",
+    "RunOutcome",
+    "RunRequest",
+    "base_manifest",
+    "execute_run",
+    "make_stage_side",
+    "trial_row",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class RunRequest:
     master_bind_host: str = "*"
     """Interface the master listens on for remote workers."""
     master_port: int = 5557
+    web_port: int | None = None
+    """Open Locust's web UI on this port to watch the trials (changes nothing recorded)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Command-line overrides as given (rate, duration, repetitions), for the manifest."""
     settle_s: float = 0.0
@@ -99,7 +110,7 @@ def _stack_config(endpoints: Endpoints) -> Any:
     return None
 
 
-def _base_manifest(
+def base_manifest(
     request: RunRequest, run_id: str, plan: list[PlannedTrial], started_ms: float
 ) -> dict[str, Any]:
     endpoints = request.endpoints
@@ -118,6 +129,10 @@ def _base_manifest(
         "repetitions": request.repetitions,
         "processes": request.processes,
         "expect_workers": request.expect_workers,
+        # Which variants the run drove, and whether their trials alternated in random order
+        # (`asyncbench run`) or not (a plain `locust -f loadtests/locustfile.py` run: one variant).
+        "variants": sorted({t.variant for t in plan}),
+        "interleaved": True,
         "trial_order": [
             {"trial": t.trial, "repetition": t.repetition, "variant": t.variant} for t in plan
         ],
@@ -129,7 +144,7 @@ def _base_manifest(
     }
 
 
-class _RunFolder:
+class RunFolder:
     """Writes one run's folder; the manifest and TRIALS are rewritten after every trial."""
 
     def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -183,7 +198,7 @@ def execute_run(
     plan = plan_trials(request.repetitions, request.seed, list(request.endpoints.variants))
     side = side_factory(request.endpoints, run_id)
     side.check()  # a stage that is down fails here, before a run folder exists
-    folder = _RunFolder(run_dir, _base_manifest(request, run_id, plan, started_ms))
+    folder = RunFolder(run_dir, base_manifest(request, run_id, plan, started_ms))
     display.message(f"run {run_id}: {len(plan)} trials, seed {request.seed}, into {run_dir}")
     # Per variant: request id -> trial of every item collected so far in the run.
     collected: dict[str, dict[str, int]] = {variant: {} for variant in request.endpoints.variants}
@@ -196,6 +211,7 @@ def execute_run(
         expect_workers=request.expect_workers,
         master_bind_host=request.master_bind_host,
         master_port=request.master_port,
+        web_port=request.web_port,
         notice=display.message,
     )
     try:
@@ -222,6 +238,42 @@ def execute_run(
         folder.finish(partial=not complete or control.abort.is_set(), error=error)
         display.close()
     return RunOutcome(run_dir, run_id, not complete, len(folder.trial_rows))
+
+
+def trial_row(
+    run_id: str,
+    planned: PlannedTrial,
+    scenario: Scenario,
+    result: Any,
+    collection: TrialCollection,
+    *,
+    complete: bool,
+) -> dict[str, Any]:
+    """The TRIALS row of one driven and collected trial."""
+    outage = scenario.outage
+    zero_ms = result.started_at_ms  # the time zero the load generator actually used
+    return {
+        "run_id": run_id,
+        "trial": planned.trial,
+        "repetition": planned.repetition,
+        "variant": planned.variant,
+        "scenario": scenario.name,
+        "started_at_ms": result.started_at_ms,
+        "ended_at_ms": result.ended_at_ms,
+        "warmup_until_ms": result.warmup_until_ms,
+        "outage_start_ms": zero_ms + outage.start_s * 1000.0 if outage else None,
+        "outage_end_ms": (
+            zero_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
+        ),
+        "requests_counted": sum(result.requests_counted.values()),
+        "rows_written": sum(result.rows_written.values()),
+        "late_sends": result.late_sends,
+        "dropped_sends": result.dropped_sends,
+        "workers_lost": len(result.workers_lost),
+        "unfinished": collection.unfinished,
+        "collected_at_ms": collection.collected_at_ms,
+        "complete": complete,
+    }
 
 
 def _one_trial(
@@ -281,28 +333,8 @@ def _one_trial(
         f"{len(collection.parked)} parked, {collection.unfinished} unfinished"
         + ("" if collection.settled else " (collection deadline reached)")
     )
-    outage = scenario.outage
-    zero_ms = result.started_at_ms  # the time zero the load generator actually used
-    row = {
-        "run_id": run_id,
-        "trial": planned.trial,
-        "repetition": planned.repetition,
-        "variant": planned.variant,
-        "scenario": scenario.name,
-        "started_at_ms": result.started_at_ms,
-        "ended_at_ms": result.ended_at_ms,
-        "warmup_until_ms": result.warmup_until_ms,
-        "outage_start_ms": zero_ms + outage.start_s * 1000.0 if outage else None,
-        "outage_end_ms": (
-            zero_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
-        ),
-        "requests_counted": sum(result.requests_counted.values()),
-        "rows_written": sum(result.rows_written.values()),
-        "late_sends": result.late_sends,
-        "dropped_sends": result.dropped_sends,
-        "workers_lost": len(result.workers_lost),
-        "unfinished": collection.unfinished,
-        "collected_at_ms": collection.collected_at_ms,
-        "complete": not interrupted and not control.abort.is_set(),
-    }
+    row = trial_row(
+        run_id, planned, scenario, result, collection,
+        complete=not interrupted and not control.abort.is_set(),
+    )  # fmt: skip
     return row, collection
