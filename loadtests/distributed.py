@@ -228,7 +228,8 @@ class MasterGenerator:
         cpu_at_go = time.process_time()
         zero_monotonic = time.monotonic() + (zero_ms - now_ms()) / 1000.0
         deadline = drain_deadline(plan.scenario, zero_monotonic) + 5.0
-        meter = ProgressMeter(plan.scenario, zero_ms, emit)
+        schedule = Schedule(plan.scenario)  # the master's copy: shares and offered rates
+        meter = ProgressMeter(schedule, zero_ms, emit)
         lost: list[str] = []
         stop_sent = False
         while time.monotonic() < deadline:
@@ -254,7 +255,6 @@ class MasterGenerator:
         if self._recorder is not None:
             self._recorder.flush()
         master_cpu_s = time.process_time() - cpu_at_go
-        schedule = Schedule(plan.scenario)
         tallies: dict[str, WorkerTally] = {}
         for index, name in enumerate(names):
             report = self._done.get(name)

@@ -140,13 +140,13 @@ class ProgressMeter:
 
     def __init__(
         self,
-        scenario: Scenario,
+        schedule: Schedule,
         zero_ms: float,
         emit: Emit,
         *,
         clock_ms: Callable[[], float] = now_ms,
     ) -> None:
-        self._schedule = Schedule(scenario)
+        self._schedule = schedule
         self._zero_ms = zero_ms
         self._emit = emit
         self._clock_ms = clock_ms
@@ -261,7 +261,7 @@ class LocalGenerator:
         zero_ms = max(plan.started_at_ms, ready_ms + START_LEAD_S * 1000.0)
         current = self.context.arm(zero_ms, index=0, count=1, seed=plan.seed)
         cpu_at_zero = time.process_time()
-        meter = ProgressMeter(plan.scenario, zero_ms, emit)
+        meter = ProgressMeter(current.pacer.schedule, zero_ms, emit)
         deadline = drain_deadline(plan.scenario, current.pacer.zero_monotonic)
         while not current.finished and time.monotonic() < deadline:
             if stopping and not current.pacer.stopped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from loadtests.engine import ProgressMeter
+from loadtests.pacing import Schedule
 from loadtests.scenario import Scenario, Stage
 from loadtests.wire import TrialProgress
 
@@ -20,7 +21,7 @@ def test_at_a_stage_boundary_both_rates_cover_the_same_window() -> None:
     def emit(message: Any) -> None:
         seen.append(TrialProgress.from_wire(message["progress"]))
 
-    meter = ProgressMeter(scenario, 0.0, emit, clock_ms=lambda: now[0] * 1000.0)
+    meter = ProgressMeter(Schedule(scenario), 0.0, emit, clock_ms=lambda: now[0] * 1000.0)
     for second in range(0, 6):
         now[0] = float(second)
         meter.tick(sent=40 * min(second, 3) + 80 * max(second - 3, 0), errors=0)
