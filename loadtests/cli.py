@@ -18,13 +18,12 @@ from asyncbench.paths import reports_dir
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario, list_scenarios, load_scenario
 from loadtests.trials import draw_seed
+from loadtests.wire import DEFAULT_MASTER_PORT
 from stack.endpoints import default_endpoints_path, read_endpoints
 
 __all__ = ["register", "scenario_table"]
 
 EXIT_INTERRUPTED = 130
-DEFAULT_MASTER_PORT = 5557
-"""Locust's own default master port (keep in step with loadtests.engine)."""
 
 
 def _positive_int(text: str) -> int:

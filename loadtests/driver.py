@@ -26,8 +26,8 @@ from pathlib import Path
 from types import TracebackType
 
 from asyncbench.errors import RunError
-from loadtests.engine import DEFAULT_MASTER_PORT
 from loadtests.wire import (
+    DEFAULT_MASTER_PORT,
     JobMessage,
     TrialLoadResult,
     TrialPlan,

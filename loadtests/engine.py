@@ -32,6 +32,7 @@ from asyncbench.errors import RunError
 from loadtests.pacing import Schedule, users_needed
 from loadtests.scenario import Scenario
 from loadtests.wire import (
+    DEFAULT_MASTER_PORT,
     EngineMessage,
     JobMessage,
     TrialLoadResult,
@@ -40,7 +41,6 @@ from loadtests.wire import (
 )
 
 __all__ = [
-    "DEFAULT_MASTER_PORT",
     "DRAIN_GRACE_S",
     "START_LEAD_S",
     "Generator",
@@ -53,7 +53,6 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_MASTER_PORT = 5557
 START_LEAD_S = 0.2
 """Lead between the generator being ready and its time zero (users wake and take slots)."""
 DRAIN_GRACE_S = 10.0

@@ -24,6 +24,7 @@ from loadtests.collect import StageSide, TrialCollection, TrialWindow, collect_t
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario
 from loadtests.trials import PlannedTrial, make_run_id, plan_trials
+from loadtests.wire import DEFAULT_MASTER_PORT
 from reports.schema import CLIENT, METRICS, PARKED, SERVER, TRIALS, read_table, write_manifest
 from reports.schema import write_table as write_rows
 from stack.endpoints import Endpoints
@@ -54,7 +55,7 @@ class RunRequest:
     expect_workers: int = 0
     master_bind_host: str = "*"
     """Interface the master listens on for remote workers."""
-    master_port: int = 5557
+    master_port: int = DEFAULT_MASTER_PORT
     web_port: int | None = None
     """Open Locust's web UI on this port to watch the trials (changes nothing recorded)."""
     overrides: dict[str, Any] = field(default_factory=dict)

@@ -1,9 +1,11 @@
 """Locust users that send a trial's requests on the pacer's schedule and record each attempt.
 
 Importing this module imports Locust, which monkey-patches the process for gevent: only the
-load-generator processes started by ``loadtests.driver`` import it. One :class:`TrialContext`
-per process holds what its users share (pacer, body factory, recorder, counters); users are
-built for it by :func:`make_user_class`, so nothing lives in module-level mutable state.
+load-generator processes (``loadtests.engine``, ``loadtests.distributed``, the locustfile)
+import it. One :class:`TrialContext` per process holds what its users share across the run;
+each trial is a :class:`TrialRound` (pacer, body factory, counters) of a :class:`TrialSetup`
+(whose rows, which recorder). Users are built for the context by :func:`make_user_class`, so
+nothing lives in module-level mutable state.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ _PENDING = Scenario(name="pending", description="", stages=(Stage(1.0, 1.0),), w
 
 
 def make_user_class(context: TrialContext) -> type[FastHttpUser]:
-    """A FastHttpUser class bound to ``context`` (one per process and trial)."""
+    """A FastHttpUser class bound to ``context`` (one per process, serving every trial)."""
 
     class AsyncbenchUser(FastHttpUser):
         host = "http://127.0.0.1"  # every request uses the context's absolute URL
@@ -178,7 +180,8 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
         concurrency = 1  # one request at a time per user: the pacer provides the concurrency
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            # Read at spawn time: a worker's context is configured after the class is built.
+            # Read at spawn time: the context is prepared for its first trial after the class
+            # is built (the timeout is the same for every trial of a run).
             self.network_timeout = context.scenario.request_timeout_s
             self.connection_timeout = context.scenario.request_timeout_s
             super().__init__(*args, **kwargs)

@@ -27,6 +27,7 @@ from typing import Any, Literal, TypedDict
 from loadtests.scenario import Scenario
 
 __all__ = [
+    "DEFAULT_MASTER_PORT",
     "DONE",
     "GO",
     "HELLO",
@@ -298,6 +299,8 @@ def parse_engine_message(data: Any) -> EngineMessage | None:
 
 # --- master <-> worker (Locust custom messages) -----------------------------------------------
 
+DEFAULT_MASTER_PORT = 5557
+"""TCP port the master listens on for workers unless told otherwise (Locust's own default)."""
 HELLO = "asyncbench_hello"
 REFUSE = "asyncbench_refuse"
 PLAN = "asyncbench_plan"
