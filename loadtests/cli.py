@@ -18,6 +18,7 @@ from asyncbench.paths import reports_dir
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario, list_scenarios, load_scenario
 from loadtests.trials import draw_seed
+from loadtests.wire import DEFAULT_MASTER_PORT
 from stack.endpoints import default_endpoints_path, read_endpoints
 
 __all__ = ["register", "scenario_table"]
@@ -36,6 +37,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65_535:
+        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535, got {value}")
     return value
 
 
@@ -95,6 +103,9 @@ def _run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else reports_dir(),
         processes=args.processes,
         expect_workers=args.expect_workers,
+        master_bind_host=args.master_bind_host,
+        master_port=args.master_port,
+        web_port=args.web,
         overrides={
             "rate": args.rate,
             "duration": args.duration,
@@ -161,6 +172,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="wait for this many remote `asyncbench worker`s instead of local processes",
     )
+    run.add_argument(
+        "--master-bind-host",
+        default="*",
+        help="interface the master listens on for remote workers (default: all)",
+    )
+    run.add_argument(
+        "--master-port",
+        type=_port,
+        default=DEFAULT_MASTER_PORT,
+        help=f"port the master listens on for remote workers (default {DEFAULT_MASTER_PORT})",
+    )
+    run.add_argument(
+        "--web",
+        nargs="?",
+        const=8089,
+        type=_port,
+        metavar="PORT",
+        help="open Locust's web UI on 127.0.0.1:PORT (default 8089) to watch the trials; "
+        "what is recorded does not change",
+    )
     run.add_argument("--endpoints", help="endpoints file (default: the target's, in .asyncbench/)")
     run.add_argument("--seed", type=int, help="seed of the trial order (default: drawn, recorded)")
     run.add_argument("--out", help="parent folder of the run folder (default: reports/)")
@@ -169,6 +200,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker = subparsers.add_parser(
         "worker", help="a load-generator worker for a run on another machine"
     )
-    worker.add_argument("--master-host", required=True)
-    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--master-host", required=True, help="host of the `asyncbench run`")
+    worker.add_argument(
+        "--master-port", type=_port, default=DEFAULT_MASTER_PORT, help="its --master-port"
+    )
     worker.set_defaults(handler=_worker)

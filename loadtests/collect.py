@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from loadtests.collect_wait import wait_until_settled
+from loadtests.outcomes import ACCEPTED_OUTCOMES, TERMINAL_STATUSES
 from reports.schema import METRICS, PARKED, SERVER, empty_frame
 
 __all__ = [
@@ -31,9 +32,7 @@ __all__ = [
     "server_rows",
 ]
 
-# Client outcomes that mean the server took the request: it must end up as an item.
-ACCEPTED_OUTCOMES = frozenset({"accepted", "succeeded"})
-TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+TERMINAL = TERMINAL_STATUSES
 # Server and client clocks differ (on AWS); an item a little outside the client's window is
 # still this trial's.
 WINDOW_SLACK_MS = 5_000.0

@@ -78,11 +78,26 @@ class Schedule:
         offset = self._starts[index] + (number - self._first[index]) / self._rates[index]
         return Slot(number, offset, index, self._rates[index])
 
-    def rate_at(self, offset_s: float) -> float:
+    def stage_at(self, offset_s: float) -> int:
+        """Index of the stage in force ``offset_s`` after time zero; -1 outside the load."""
         index = bisect_right(self._starts, offset_s) - 1
         if index < 0 or offset_s >= self.duration_s:
-            return 0.0
-        return self._rates[index]
+            return -1
+        return index
+
+    def rate_at(self, offset_s: float) -> float:
+        index = self.stage_at(offset_s)
+        return self._rates[index] if index >= 0 else 0.0
+
+    def arrivals_until(self, offset_s: float) -> float:
+        """Requests the schedule offers from time zero to ``offset_s`` (fractional)."""
+        offset_s = min(max(offset_s, 0.0), self.duration_s)
+        index = max(bisect_right(self._starts, offset_s) - 1, 0)
+        return self._first[index] + (offset_s - self._starts[index]) * self._rates[index]
+
+    def share(self, index: int, count: int) -> int:
+        """How many slots process ``index`` of ``count`` owns (``k % count == index``)."""
+        return max(0, math.ceil((self.total - index) / count))
 
 
 class Pacer:
@@ -108,20 +123,27 @@ class Pacer:
         self._next = index
         self._step = count
         self._clock = clock
+        self.share = schedule.share(index, count)
+        """Slots of the schedule this process owns."""
         self.stopped = False
+        self._ran_out = False
         self.taken = 0
         self.late = 0
 
     def take(self) -> Slot | None:
         """The next slot of this process, or None when the schedule is done or stopped."""
-        if self.stopped:
-            return None
-        slot = self.schedule.slot(self._next)
+        slot = None if self.stopped else self.schedule.slot(self._next)
         if slot is None:
+            self._ran_out = True
             return None
         self._next += self._step
         self.taken += 1
         return slot
+
+    @property
+    def exhausted(self) -> bool:
+        """No slot will be handed out any more (all taken, or stopped)."""
+        return self.stopped or self._ran_out
 
     def due_monotonic(self, slot: Slot) -> float:
         return self.zero_monotonic + slot.offset_s

@@ -24,11 +24,21 @@ from loadtests.collect import StageSide, TrialCollection, TrialWindow, collect_t
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario
 from loadtests.trials import PlannedTrial, make_run_id, plan_trials
+from loadtests.wire import DEFAULT_MASTER_PORT
 from reports.schema import CLIENT, METRICS, PARKED, SERVER, TRIALS, read_table, write_manifest
 from reports.schema import write_table as write_rows
 from stack.endpoints import Endpoints
 
-__all__ = ["RunControl", "RunOutcome", "RunRequest", "execute_run", "make_stage_side"]
+__all__ = [
+    "RunControl",
+    "RunFolder",
+    "RunOutcome",
+    "RunRequest",
+    "base_manifest",
+    "execute_run",
+    "make_stage_side",
+    "trial_row",
+]
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,20 @@ class RunRequest:
     """Parent folder; the run folder is ``out_dir / run_id``."""
     processes: int = 1
     expect_workers: int = 0
+    master_bind_host: str = "*"
+    """Interface the master listens on for remote workers."""
+    master_port: int = DEFAULT_MASTER_PORT
+    web_port: int | None = None
+    """Open Locust's web UI on this port to watch the trials (changes nothing recorded)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Command-line overrides as given (rate, duration, repetitions), for the manifest."""
-    settle_s: float = 2.0
-    """Pause between trials so the previous trial's stragglers do not load the next one."""
+    settle_s: float = 0.0
+    """Pause between trials. None by default: collection already waited until the trial's
+    accepted requests were terminal, so nothing of it loads the next trial."""
     interrupted_collection_timeout_s: float = 10.0
-    start_lead_s: float = 1.5
+    start_lead_s: float = 0.0
+    """Earliest time zero after the trial is handed to the (warm) load generator; it adds its
+    own short lead once it is ready."""
 
 
 @dataclass
@@ -93,7 +111,7 @@ def _stack_config(endpoints: Endpoints) -> Any:
     return None
 
 
-def _base_manifest(
+def base_manifest(
     request: RunRequest, run_id: str, plan: list[PlannedTrial], started_ms: float
 ) -> dict[str, Any]:
     endpoints = request.endpoints
@@ -112,6 +130,10 @@ def _base_manifest(
         "repetitions": request.repetitions,
         "processes": request.processes,
         "expect_workers": request.expect_workers,
+        # Which variants the run drove, and whether their trials alternated in random order
+        # (`asyncbench run`) or not (a plain `locust -f loadtests/locustfile.py` run: one variant).
+        "variants": sorted({t.variant for t in plan}),
+        "interleaved": True,
         "trial_order": [
             {"trial": t.trial, "repetition": t.repetition, "variant": t.variant} for t in plan
         ],
@@ -123,7 +145,7 @@ def _base_manifest(
     }
 
 
-class _RunFolder:
+class RunFolder:
     """Writes one run's folder; the manifest and TRIALS are rewritten after every trial."""
 
     def __init__(self, run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -160,9 +182,10 @@ def execute_run(
 ) -> RunOutcome:
     """Drive and collect every planned trial (or until stopped); returns where it all went.
 
-    ``driver`` is the module providing ``TrialPlan`` and ``drive_trial`` (the load generator;
-    tests pass a stand-in). A :class:`RunError` from the driver (rows lost) still leaves the
-    folder finished and marked partial before it propagates.
+    ``driver`` is the module providing ``TrialPlan`` and ``open_generator`` (the load
+    generator, started once and kept warm for every trial; tests pass a stand-in). A
+    :class:`RunError` from the driver (rows lost) still leaves the folder finished and marked
+    partial before it propagates.
     """
     control = control or RunControl()
     display = display or ProgressDisplay()
@@ -176,21 +199,30 @@ def execute_run(
     plan = plan_trials(request.repetitions, request.seed, list(request.endpoints.variants))
     side = side_factory(request.endpoints, run_id)
     side.check()  # a stage that is down fails here, before a run folder exists
-    folder = _RunFolder(run_dir, _base_manifest(request, run_id, plan, started_ms))
+    folder = RunFolder(run_dir, base_manifest(request, run_id, plan, started_ms))
     display.message(f"run {run_id}: {len(plan)} trials, seed {request.seed}, into {run_dir}")
     # Per variant: request id -> trial of every item collected so far in the run.
     collected: dict[str, dict[str, int]] = {variant: {} for variant in request.endpoints.variants}
     windows: list[TrialWindow] = []
     complete = True
     error: str | None = None
+    generator = driver.open_generator(
+        run_dir / "logs",
+        processes=request.processes,
+        expect_workers=request.expect_workers,
+        master_bind_host=request.master_bind_host,
+        master_port=request.master_port,
+        web_port=request.web_port,
+        notice=display.message,
+    )
     try:
         for planned in plan:
             if control.stop.is_set():
                 complete = False
                 break
             row, collection = _one_trial(
-                request, planned, len(plan), run_id, run_dir, driver, side, control, display,
-                collected[planned.variant], windows,
+                request, planned, len(plan), run_id, run_dir, driver, generator, side, control,
+                display, collected[planned.variant], windows,
             )  # fmt: skip
             folder.add_trial(row, collection)
             if not row["complete"]:
@@ -204,13 +236,14 @@ def execute_run(
         error = f"{type(failure).__name__}: {failure}"
         raise
     finally:
+        generator.close()
         folder.finish(partial=not complete or control.abort.is_set(), error=error)
         display.close()
     return RunOutcome(run_dir, run_id, not complete, len(folder.trial_rows))
 
 
 def _finish_side(
-    side: StageSide, folder: _RunFolder, control: RunControl, display: ProgressDisplay
+    side: StageSide, folder: RunFolder, control: RunControl, display: ProgressDisplay
 ) -> None:
     """A stage side that reads its figures once after the last trial (AWS: CloudWatch Logs and
     metrics arrive minutes late) writes them now, with the settle wait shown as progress."""
@@ -222,6 +255,42 @@ def _finish_side(
         write_rows(folder.run_dir, METRICS, pd.DataFrame(rows), part="run")
 
 
+def trial_row(
+    run_id: str,
+    planned: PlannedTrial,
+    scenario: Scenario,
+    result: Any,
+    collection: TrialCollection,
+    *,
+    complete: bool,
+) -> dict[str, Any]:
+    """The TRIALS row of one driven and collected trial."""
+    outage = scenario.outage
+    zero_ms = result.started_at_ms  # the time zero the load generator actually used
+    return {
+        "run_id": run_id,
+        "trial": planned.trial,
+        "repetition": planned.repetition,
+        "variant": planned.variant,
+        "scenario": scenario.name,
+        "started_at_ms": result.started_at_ms,
+        "ended_at_ms": result.ended_at_ms,
+        "warmup_until_ms": result.warmup_until_ms,
+        "outage_start_ms": zero_ms + outage.start_s * 1000.0 if outage else None,
+        "outage_end_ms": (
+            zero_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
+        ),
+        "requests_counted": sum(result.requests_counted.values()),
+        "rows_written": sum(result.rows_written.values()),
+        "late_sends": result.late_sends,
+        "dropped_sends": result.dropped_sends,
+        "workers_lost": len(result.workers_lost),
+        "unfinished": collection.unfinished,
+        "collected_at_ms": collection.collected_at_ms,
+        "complete": complete,
+    }
+
+
 def _one_trial(
     request: RunRequest,
     planned: PlannedTrial,
@@ -229,6 +298,7 @@ def _one_trial(
     run_id: str,
     run_dir: Path,
     driver: Any,
+    generator: Any,
     side: StageSide,
     control: RunControl,
     display: ProgressDisplay,
@@ -239,7 +309,6 @@ def _one_trial(
     endpoint = request.endpoints.variant(planned.variant)
     display.begin_trial(planned.trial, total, planned.variant, planned.repetition)
     side.begin_trial()
-    # A lead, so the load generator is ready at time zero and the trial starts on schedule.
     started_at_ms = time.time() * 1000.0 + request.start_lead_s * 1000.0
     plan = driver.TrialPlan(
         run_id=run_id,
@@ -252,13 +321,7 @@ def _one_trial(
         started_at_ms=started_at_ms,
         seed=request.seed * 1000 + planned.trial,
     )
-    result = driver.drive_trial(
-        plan,
-        processes=request.processes,
-        expect_workers=request.expect_workers,
-        progress=display.load,
-        stop=control.stop,
-    )
+    result = generator.drive(plan, progress=display.load, stop=control.stop)
     interrupted = bool(result.interrupted) or control.stop.is_set()
     window = TrialWindow(
         run_id, planned.trial, planned.variant, result.started_at_ms, result.ended_at_ms
@@ -285,26 +348,8 @@ def _one_trial(
         f"{len(collection.parked)} parked, {collection.unfinished} unfinished"
         + ("" if collection.settled else " (collection deadline reached)")
     )
-    outage = scenario.outage
-    zero_ms = result.started_at_ms  # the time zero the load generator actually used
-    row = {
-        "run_id": run_id,
-        "trial": planned.trial,
-        "repetition": planned.repetition,
-        "variant": planned.variant,
-        "scenario": scenario.name,
-        "started_at_ms": result.started_at_ms,
-        "ended_at_ms": result.ended_at_ms,
-        "warmup_until_ms": result.warmup_until_ms,
-        "outage_start_ms": zero_ms + outage.start_s * 1000.0 if outage else None,
-        "outage_end_ms": (
-            zero_ms + (outage.start_s + outage.duration_s) * 1000.0 if outage else None
-        ),
-        "requests_counted": sum(result.requests_counted.values()),
-        "rows_written": sum(result.rows_written.values()),
-        "late_sends": result.late_sends,
-        "unfinished": collection.unfinished,
-        "collected_at_ms": collection.collected_at_ms,
-        "complete": not interrupted and not control.abort.is_set(),
-    }
+    row = trial_row(
+        run_id, planned, scenario, result, collection,
+        complete=not interrupted and not control.abort.is_set(),
+    )  # fmt: skip
     return row, collection

@@ -1,9 +1,11 @@
 """Locust users that send a trial's requests on the pacer's schedule and record each attempt.
 
 Importing this module imports Locust, which monkey-patches the process for gevent: only the
-load-generator processes started by ``loadtests.driver`` import it. One :class:`TrialContext`
-per process holds what its users share (pacer, body factory, recorder, counters); users are
-built for it by :func:`make_user_class`, so nothing lives in module-level mutable state.
+load-generator processes (``loadtests.engine``, ``loadtests.distributed``, the locustfile)
+import it. One :class:`TrialContext` per process holds what its users share across the run;
+each trial is a :class:`TrialRound` (pacer, body factory, counters) of a :class:`TrialSetup`
+(whose rows, which recorder). Users are built for the context by :func:`make_user_class`, so
+nothing lives in module-level mutable state.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from typing import Any
 import gevent
 from gevent.event import Event
 from locust import FastHttpUser, constant, task
-from locust.exception import StopUser
 
 from loadtests.body import BodyFactory
+from loadtests.outcomes import ACCEPTED_OUTCOMES, TERMINAL_STATUSES
 from loadtests.pacing import Pacer, Schedule, Slot
 from loadtests.recorder import Recorder
 from loadtests.scenario import Scenario, Stage
@@ -28,13 +30,14 @@ __all__ = [
     "POLL_NAME",
     "POST_NAME",
     "TrialContext",
+    "TrialRound",
+    "TrialSetup",
     "make_user_class",
     "outcome_for",
 ]
 
 POST_NAME = "POST /requests"
 POLL_NAME = "GET /requests/{id}"
-TERMINAL = ("SUCCEEDED", "FAILED")
 
 
 def outcome_for(status_code: int, error: BaseException | None) -> str:
@@ -55,9 +58,9 @@ def outcome_for(status_code: int, error: BaseException | None) -> str:
     return "server_error"
 
 
-@dataclass
-class TrialContext:
-    """What the users of one load-generator process share during a trial."""
+@dataclass(frozen=True)
+class TrialSetup:
+    """Who the rows of a trial belong to and what its requests ask for."""
 
     run_id: str
     trial: int
@@ -67,55 +70,108 @@ class TrialContext:
     worker: str
     recorder: Recorder | None
     """None when recording is off (the overhead benchmark's baseline)."""
-    armed: Event = field(default_factory=Event)
-    pacer: Pacer | None = None
-    bodies: BodyFactory | None = None
-    zero_ms: float = 0.0
+
+
+@dataclass
+class TrialRound:
+    """One trial as the users of one process live it: its slots, bodies and counters."""
+
+    setup: TrialSetup
+    pacer: Pacer
+    bodies: BodyFactory
+    zero_ms: float
+    done: Event = field(default_factory=Event)
+    """Set when the trial is over for this process; users then wait for the next round."""
+    closed: bool = False
     counted: int = 0
     """POST attempts Locust reported through events.request."""
     recorded: int = 0
+    first_attempts: int = 0
     errors: int = 0
-    finished_users: int = 0
+    active_users: int = 0
+    """Users serving this round right now."""
 
-    @classmethod
-    def pending(cls) -> TrialContext:
-        """A context for a worker that has not received its trial yet (see :meth:`configure`)."""
-        scenario = Scenario(name="pending", description="", stages=(Stage(1.0, 1.0),), warmup_s=0.0)
-        return cls(run_id="", trial=0, variant="", base_url="", scenario=scenario, worker="",
-                   recorder=None)  # fmt: skip
+    @property
+    def finished(self) -> bool:
+        """Every slot handed out (or the round stopped) and no user still sending."""
+        return self.pacer.exhausted and self.active_users == 0
 
-    def configure(self, **fields: Any) -> None:
-        """Fill in a pending context once the master sent the trial (before users spawn)."""
-        for name, value in fields.items():
-            if not hasattr(self, name):
-                raise AttributeError(name)
-            setattr(self, name, value)
-        self.base_url = self.base_url.rstrip("/")
-
-    def arm(self, zero_ms: float, *, index: int, count: int, seed: int) -> None:
-        """Fix the trial's time zero and release the waiting users."""
-        self.zero_ms = zero_ms
-        zero_monotonic = time.monotonic() + (zero_ms - time.time() * 1000.0) / 1000.0
-        self.pacer = Pacer(Schedule(self.scenario), zero_monotonic, index=index, count=count)
-        # Each process draws its own poison choices, reproducibly from the run's seed.
-        self.bodies = BodyFactory(self.scenario, zero_ms, seed * 1000 + index)
-        self.armed.set()
-
-    def count_request(self, request_type: str, name: str, **_: Any) -> None:
-        """events.request listener: Locust's own count of POST attempts in this process."""
-        if request_type == "POST" and name == POST_NAME:
-            self.counted += 1
+    @property
+    def dropped(self) -> int:
+        """Slots of this process's share without a first attempt's row."""
+        return self.pacer.share - self.first_attempts
 
     def record(self, row: dict[str, Any]) -> None:
+        if self.closed:
+            return  # answered after its trial ended: counted as dropped, never a stray row
         self.recorded += 1
-        if row["outcome"] not in ("accepted", "succeeded"):
+        if row["attempt"] == 1:
+            self.first_attempts += 1
+        if row["outcome"] not in ACCEPTED_OUTCOMES:
             self.errors += 1
-        if self.recorder is not None:
-            self.recorder.add(self.worker, row)
+        if self.setup.recorder is not None:
+            self.setup.recorder.add(self.setup.worker, row)
+
+
+class TrialContext:
+    """What the users of one load-generator process share, across the trials of a run.
+
+    Users live as long as the process's runner: each waits for a round (:meth:`arm`), sends
+    its share of the round's slots, and waits for the next one, so no user is spawned between
+    trials. :meth:`prepare` sets the next trial before users spawn (they read its timeout).
+    """
+
+    def __init__(self) -> None:
+        self.setup: TrialSetup | None = None
+        self.round: TrialRound | None = None
+        self.armed = Event()
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.setup.scenario if self.setup is not None else _PENDING
+
+    def prepare(self, setup: TrialSetup) -> None:
+        self.setup = setup
+
+    def arm(self, zero_ms: float, *, index: int, count: int, seed: int) -> TrialRound:
+        """Fix the trial's time zero and release the waiting users."""
+        assert self.setup is not None, "prepare() comes before arm()"
+        scenario = self.setup.scenario
+        zero_monotonic = time.monotonic() + (zero_ms - time.time() * 1000.0) / 1000.0
+        self.round = TrialRound(
+            setup=self.setup,
+            pacer=Pacer(Schedule(scenario), zero_monotonic, index=index, count=count),
+            # Each process draws its own poison choices, reproducibly from the run's seed.
+            bodies=BodyFactory(scenario, zero_ms, seed * 1000 + index),
+            zero_ms=zero_ms,
+        )
+        self.armed.set()
+        return self.round
+
+    def close(self) -> TrialRound | None:
+        """End the current round: users still in flight finish without a row."""
+        current, self.round = self.round, None
+        self.armed.clear()
+        if current is not None:
+            current.pacer.stop()
+            current.closed = True
+            current.done.set()
+        return current
+
+    def count_request(
+        self, request_type: str, name: str, context: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        """events.request listener: Locust's own count of POST attempts, per round."""
+        current = (context or {}).get("asyncbench_round")
+        if request_type == "POST" and name == POST_NAME and isinstance(current, TrialRound):
+            current.counted += 1
+
+
+_PENDING = Scenario(name="pending", description="", stages=(Stage(1.0, 1.0),), warmup_s=0.0)
 
 
 def make_user_class(context: TrialContext) -> type[FastHttpUser]:
-    """A FastHttpUser class bound to ``context`` (one per process and trial)."""
+    """A FastHttpUser class bound to ``context`` (one per process, serving every trial)."""
 
     class AsyncbenchUser(FastHttpUser):
         host = "http://127.0.0.1"  # every request uses the context's absolute URL
@@ -124,39 +180,51 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
         concurrency = 1  # one request at a time per user: the pacer provides the concurrency
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            # Read at spawn time: a worker's context is configured after the class is built.
+            # Read at spawn time: the context is prepared for its first trial after the class
+            # is built (the timeout is the same for every trial of a run).
             self.network_timeout = context.scenario.request_timeout_s
             self.connection_timeout = context.scenario.request_timeout_s
             super().__init__(*args, **kwargs)
 
         @task
         def follow_schedule(self) -> None:
-            context.armed.wait()
-            pacer = context.pacer
-            assert pacer is not None and context.bodies is not None
+            while True:
+                context.armed.wait()
+                current = context.round
+                if current is None:
+                    continue
+                current.active_users += 1
+                try:
+                    self._serve(current)
+                finally:
+                    current.active_users -= 1
+                current.done.wait()
+
+        def _serve(self, current: TrialRound) -> None:
+            pacer = current.pacer
             while (slot := pacer.take()) is not None:
                 wait_s = pacer.wait_s(slot)
                 if wait_s > 0:
                     gevent.sleep(wait_s)
                 if pacer.stopped:
                     break  # an interrupted trial: the slot is abandoned, never sent
-                body, _poison = context.bodies.build()
-                self._send(pacer, slot, body)
-            context.finished_users += 1
-            raise StopUser()
+                body, _poison = current.bodies.build()
+                self._send(current, slot, body)
 
-        def _send(self, pacer: Pacer, slot: Slot, body: bytes) -> None:
-            retry = context.scenario.client_retry
-            intended_ms = context.zero_ms + slot.offset_s * 1000.0
+        def _send(self, current: TrialRound, slot: Slot, body: bytes) -> None:
+            setup = current.setup
+            retry = setup.scenario.client_retry
+            pacer = current.pacer
+            intended_ms = current.zero_ms + slot.offset_s * 1000.0
             intended_monotonic = pacer.due_monotonic(slot)
             for attempt in range(1, retry.max_attempts + 1):
-                row = self._post(slot, body, attempt, intended_ms, intended_monotonic)
+                row = self._post(current, slot, body, attempt, intended_ms, intended_monotonic)
                 if attempt == 1:
                     pacer.mark_sent(slot, row.pop("_sent_monotonic"))
                 else:
                     row.pop("_sent_monotonic")
-                context.record(row)
-                retryable = context.variant == "direct" and row["outcome"] in (
+                current.record(row)
+                retryable = setup.variant == "direct" and row["outcome"] in (
                     "server_error",
                     "throttled",
                 )
@@ -166,20 +234,23 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
 
         def _post(
             self,
+            current: TrialRound,
             slot: Slot,
             body: bytes,
             attempt: int,
             intended_ms: float,
             intended_monotonic: float,
         ) -> dict[str, Any]:
-            headers = {"Content-Type": "application/json", "X-Run-Id": context.run_id}
+            setup = current.setup
+            headers = {"Content-Type": "application/json", "X-Run-Id": setup.run_id}
             sent_ms = time.time() * 1000.0
             sent_monotonic = time.monotonic()
             response = self.client.post(
-                f"{context.base_url}/requests",
+                f"{setup.base_url}/requests",
                 data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as they are
                 headers=headers,
                 name=POST_NAME,
+                context={"asyncbench_round": current},
             )
             done_monotonic = time.monotonic()
             status_code = int(response.status_code or 0)
@@ -187,11 +258,11 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
             payload = _json(response) if status_code else {}
             outcome = outcome_for(status_code, error)
             row: dict[str, Any] = {
-                "run_id": context.run_id,
-                "trial": context.trial,
-                "variant": context.variant,
-                "scenario": context.scenario.name,
-                "worker": context.worker,
+                "run_id": setup.run_id,
+                "trial": setup.trial,
+                "variant": setup.variant,
+                "scenario": setup.scenario.name,
+                "worker": setup.worker,
                 "attempt": attempt,
                 # A retry keeps the first attempt's intended time: its latency from intended
                 # time is what the client waited in total.
@@ -202,7 +273,7 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
                 "status_code": status_code,
                 "outcome": outcome,
                 "request_id": payload.get("requestId"),
-                "warmup": slot.offset_s < context.scenario.warmup_s,
+                "warmup": slot.offset_s < setup.scenario.warmup_s,
                 "target_rate_per_s": slot.rate_per_s,
                 "stage": slot.stage,
                 "time_to_result_ms": None,
@@ -213,19 +284,19 @@ def make_user_class(context: TrialContext) -> type[FastHttpUser]:
             if outcome == "succeeded":
                 row["result_status"] = payload.get("status")
                 row["time_to_result_ms"] = row["latency_ms"]
-            elif outcome == "accepted" and context.scenario.poll_results and row["request_id"]:
-                self._poll(row, sent_monotonic)
+            elif outcome == "accepted" and setup.scenario.poll_results and row["request_id"]:
+                self._poll(setup, row, sent_monotonic)
             return row
 
-        def _poll(self, row: dict[str, Any], sent_monotonic: float) -> None:
+        def _poll(self, setup: TrialSetup, row: dict[str, Any], sent_monotonic: float) -> None:
             """Poll GET /requests/{id} until terminal or the collection timeout."""
-            deadline = sent_monotonic + context.scenario.collection_timeout_s
+            deadline = sent_monotonic + setup.scenario.collection_timeout_s
             interval = 0.05
-            url = f"{context.base_url}/requests/{row['request_id']}"
+            url = f"{setup.base_url}/requests/{row['request_id']}"
             while time.monotonic() < deadline:
                 response = self.client.get(url, name=POLL_NAME)
                 status = _json(response).get("status") if response.status_code == 200 else None
-                if status in TERMINAL:
+                if status in TERMINAL_STATUSES:
                     row["result_status"] = status
                     row["time_to_result_ms"] = (time.monotonic() - sent_monotonic) * 1000.0
                     return

@@ -6,9 +6,9 @@ Against one fast local HTTP server (asyncio, in its own process, answering 202 w
 id), it measures:
 
 (a) recorder overhead: the highest rate one Locust process reaches with the recorder on, divided
-    by the rate it reaches with it off, in the same run (target >= 0.9);
+    by the rate it reaches with it off, in the same run (target >= 0.95);
 (b) pacing: the achieved send rate at a target of 500 requests/s (target: within 2%);
-(c) scaling: the highest rate of 2 load-generator processes over that of 1 (target >= 1.7x).
+(c) scaling: the highest rate of 2 load-generator processes over that of 1 (target >= 1.8x).
 
 "Highest rate" = requests completed / time, offering far more than one process can send (the
 open-loop pacer then sends as fast as its users can) and stopping the trial after --seconds.
@@ -189,7 +189,7 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
         print(f"    rates with recorder {[round(r[0]) for r in with_recorder]}, "
               f"without {[round(r[0]) for r in without]}")  # fmt: skip
         print(f"(a) recorder overhead: with {best_with:.0f}/s, without {best_without:.0f}/s -> "
-              f"ratio {best_with / best_without:.3f} (target >= 0.9); CPU per request "
+              f"ratio {best_with / best_without:.3f} (target >= 0.95); CPU per request "
               f"{cost_with:.0f} us vs {cost_without:.0f} us -> ratio "
               f"{cost_without / cost_with:.3f}")  # fmt: skip
     if only in (None, "pacing"):
@@ -211,12 +211,13 @@ def _bench(base_url: str, run_dir: Path, seconds: float, only: str | None, serve
         one, one_server, one_cost = run(MAX_OFFERED_PER_S, processes=1)
         two, two_server, two_cost = run(MAX_OFFERED_PER_S, processes=2)
         print(f"(c) scaling: 1 process {one:.0f}/s, 2 processes {two:.0f}/s -> "
-              f"{two / one:.2f}x (target >= 1.7x); server CPU {one_server:.2f} / "
+              f"{two / one:.2f}x (target >= 1.8x); server CPU {one_server:.2f} / "
               f"{two_server:.2f} cores; load-generator CPU per request {one_cost:.0f} / "
               f"{two_cost:.0f} us (master included; during the load)")  # fmt: skip
         if two_cost > 0:
             print(f"    with a free core per process, 2 processes would deliver "
                   f"{2 * one_cost / two_cost:.2f}x (CPU-bound projection)")  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the cores)")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"load-generator CPU time (children): {usage.ru_utime + usage.ru_stime:.1f} s")
     return 0

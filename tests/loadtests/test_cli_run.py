@@ -86,3 +86,22 @@ def test_run_against_a_stage_that_is_down_fails_before_any_folder(
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "asyncbench local up" in error[0]
     assert not out.exists()
+
+
+def test_run_and_worker_flags_for_remote_workers_and_the_web_ui() -> None:
+    from asyncbench.cli import build_parser
+
+    parser = build_parser()
+    run = parser.parse_args(["run", "--scenario", "baseline"])
+    assert (run.expect_workers, run.master_bind_host, run.master_port, run.web) == (
+        0, "*", 5557, None,
+    )  # fmt: skip
+    run = parser.parse_args(
+        ["run", "--scenario", "baseline", "--expect-workers", "2", "--master-bind-host",
+         "10.0.0.5", "--master-port", "6000", "--web"]
+    )  # fmt: skip
+    assert (run.expect_workers, run.master_bind_host, run.master_port, run.web) == (
+        2, "10.0.0.5", 6000, 8089,
+    )  # fmt: skip
+    worker = parser.parse_args(["worker", "--master-host", "h", "--master-port", "6000"])
+    assert (worker.master_host, worker.master_port) == ("h", 6000)

@@ -156,6 +156,7 @@ def test_every_request_is_one_row_paced_on_schedule(api: FakeApi, tmp_path: Path
     assert result.late_sends == pytest.approx(late, abs=3)
     assert result.late_sends <= 0.25 * len(rows)
     assert seen and seen[-1].sent <= 240 and not result.interrupted
+    assert result.dropped_sends == 0
 
 
 def test_a_server_stall_shows_in_latency_from_intended_time(api: FakeApi, tmp_path: Path) -> None:
@@ -197,6 +198,8 @@ def test_stop_ends_the_trial_cleanly(api: FakeApi, tmp_path: Path, processes: in
     assert result.interrupted
     rows = read_table(tmp_path, CLIENT)
     assert 50 <= len(rows) == result.total_counted == api.received < 1500
+    # Every slot of the schedule that has no row was never sent, and is counted as dropped.
+    assert result.dropped_sends == 1500 - len(rows)
 
 
 def test_two_processes_lose_no_rows(api: FakeApi, tmp_path: Path) -> None:

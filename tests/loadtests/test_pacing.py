@@ -8,7 +8,6 @@ import pytest
 
 from loadtests.pacing import LATE_TOLERANCE_MS, Pacer, Schedule, users_needed
 from loadtests.scenario import Scenario, Stage
-from loadtests.shape import stage_at
 
 
 def _scenario(*stages: tuple[float, float]) -> Scenario:
@@ -53,7 +52,7 @@ def test_the_arrival_count_matches_the_offered_load_per_stage() -> None:
     schedule = Schedule(scenario)
     stages = [schedule.slot(n).stage for n in range(schedule.total)]  # type: ignore[union-attr]
     assert [stages.count(index) for index in range(3)] == [200, 400, 800]
-    assert stage_at(scenario, 25).index == 1 and stage_at(scenario, 60).index == -1
+    assert schedule.stage_at(25) == 1 and schedule.stage_at(60) == schedule.stage_at(-1) == -1
 
 
 def test_processes_split_the_schedule_exactly_once() -> None:

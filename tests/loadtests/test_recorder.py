@@ -100,3 +100,16 @@ def test_poison_share_follows_the_seed() -> None:
         json.loads(body)["fail"] == ("always" if poison else "never")
         for body, poison in (factory.build() for _ in range(50))
     )
+
+
+def test_the_fast_arrow_path_writes_what_the_schema_path_writes(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from reports.schema import write_table
+
+    rows = [_row(number, "w0") for number in range(5)]
+    rows[1].update(time_to_result_ms=12.5, result_status="SUCCEEDED", error="x", warmup=True)
+    PartWriter(tmp_path / "fast", trial=3)("w0", rows)
+    write_table(tmp_path / "slow", CLIENT, pd.DataFrame.from_records(rows), part="p")
+    fast, slow = read_table(tmp_path / "fast", CLIENT), read_table(tmp_path / "slow", CLIENT)
+    pd.testing.assert_frame_equal(fast, slow)

@@ -27,7 +27,7 @@ from loadtests.collect_dynamodb import scan_run_items
 from loadtests.collect_local import LocalStageSide, local_clients
 from reports.schema import PARKED, REDRIVEN, SERVER, read_table, write_manifest, write_table
 from stack.config import StackConfig
-from stack.local.dynamodb_local import DynamoDBLocal
+from stack.local.dynamodb.dynamodb_local import DynamoDBLocal
 from stack.local.settings import LocalStageSettings
 from stack.local.stage import LocalStage
 

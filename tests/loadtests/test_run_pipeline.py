@@ -84,6 +84,16 @@ class StandInDriver:
         self.plans: list[TrialPlan] = []
         self.started = threading.Event()
 
+    def open_generator(self, log_dir: Path, **options: Any) -> StandInDriver:
+        self.generator_options = options
+        return self
+
+    def drive(self, plan: TrialPlan, **options: Any) -> TrialLoadResult:
+        return self.drive_trial(plan, **options)
+
+    def close(self) -> None:
+        self.closed = True
+
     def drive_trial(self, plan: TrialPlan, **options: Any) -> TrialLoadResult:
         self.plans.append(plan)
         self.started.set()
