@@ -14,15 +14,17 @@ from analysis.synthetic import SyntheticSpec, build_run
 
 
 def _staircase() -> pd.DataFrame:
-    """direct breaks the 500 ms SLO at 80/s; storage_first errors 5% at 80/s."""
+    """direct breaks the 500 ms SLO at 80/s; storage_first errors 5% at 80/s. 40 s stages: the
+    lowest has 400 requests, enough (>= 368) for a bounded p99."""
     spec = SyntheticSpec(
-        scenario="capacity", stages=((10.0, 10.0), (10.0, 20.0), (10.0, 40.0), (10.0, 80.0)),
+        scenario="capacity", stages=((40.0, 10.0), (40.0, 20.0), (40.0, 40.0), (40.0, 80.0)),
         repetitions=1,
     )  # fmt: skip
     run = build_run(spec)
     client = run.client.copy()
     slow = (client["variant"] == "direct") & (client["stage"] == 3)
     client.loc[slow, "latency_ms"] = 800.0
+    client.loc[slow, "latency_from_intended_ms"] = 800.0
     failing = (client["variant"] == "storage_first") & (client["stage"] == 3)
     client.loc[failing[failing].index[::20], "outcome"] = "server_error"
     return client, run.server
