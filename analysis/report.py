@@ -21,7 +21,7 @@ from analysis.compare import compare_groups
 from analysis.latency import answered_rows
 from analysis.recovery import RecoveryTolerance
 from analysis.render import to_png
-from analysis.stats import ALPHA
+from analysis.stats import ALPHA, n_for_bounded
 from analysis.tables import interval_table, to_html, to_markdown
 
 __all__ = ["Block", "Report", "build_report", "write_report"]
@@ -68,6 +68,46 @@ def _when(stamp: Any) -> str:
     return "?" if stamp is None else str(stamp)
 
 
+def _pairs(values: Any) -> str:
+    """A mapping as "key = value, ..." (nested mappings inline), never a JSON blob."""
+    if not isinstance(values, dict):
+        return str(values)
+    return ", ".join(
+        f"{key} = {_pairs(value) if isinstance(value, dict) else value}"
+        for key, value in sorted(values.items())
+    )
+
+
+def _scenario_rows(scenario: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The scenario as readable rows: stages as "20 s at 10/s", the outage as a window."""
+    rows: list[tuple[str, Any]] = []
+    stages = scenario.get("stages") or []
+    if stages:
+        rows.append(
+            (
+                "scenario stages",
+                ", ".join(
+                    f"{stage.get('duration_s', '?'):g} s at {stage.get('rate_per_s', '?'):g}/s"
+                    if isinstance(stage, dict)
+                    else str(stage)
+                    for stage in stages
+                ),
+            )
+        )
+    outage = scenario.get("outage")
+    if isinstance(outage, dict) and outage:
+        rows.append(
+            (
+                "scenario outage",
+                f"from {outage.get('start_s', '?')} s for {outage.get('duration_s', '?')} s",
+            )
+        )
+    skip = {"stages", "outage", "description", "name"}
+    rest = {key: value for key, value in scenario.items() if key not in skip and value is not None}
+    rows.append(("scenario settings", _pairs(rest)))
+    return rows
+
+
 def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
     manifest = analysis.run.manifest
     suite = manifest.get("suite") or {}
@@ -83,9 +123,9 @@ def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
         ),
         ("seed", manifest.get("seed", "?")),
         ("partial", analysis.run.partial),
-        ("machine", json.dumps(manifest.get("machine", {}), sort_keys=True)),
-        ("stack config", ", ".join(f"{k}={v}" for k, v in sorted(config.items()))),
-        ("scenario", json.dumps(analysis.run.scenario, sort_keys=True, default=str)),
+        ("machine", _pairs(manifest.get("machine", {}))),
+        ("stack config", _pairs(config)),
+        *_scenario_rows(analysis.run.scenario),
         ("SLO p99 / error threshold", f"{analysis.slo_p99_ms:g} ms / {analysis.error_threshold:g}"),
     ]
     return pd.DataFrame(rows, columns=["field", "value"])
@@ -106,6 +146,135 @@ def _claims_blocks(verdicts: Sequence[Verdict]) -> list[Block]:
         ),
         Block("table", table=table),
     ]
+
+
+_CLASS_MEANING = {
+    "succeeded": "processed, item SUCCEEDED",
+    "failed": "item FAILED with its error recorded (e.g. poison)",
+    "parked": "on the failure destination: data in the table, processing abandoned",
+    "unresolved": "still PENDING (or not read) when collection hit its deadline",
+    "lost": "answered 202 and gone once collection had settled",
+    "rejected": "non-2xx answer",
+    "rejected_permanently": "4xx: the client was told, nothing stored (poison, invalid body)",
+    "failed_transiently": "5xx or 429 (outage 502, throttle): nothing stored",
+    "no_answer": "timeout or connection error",
+    "dropped": "a slot of the schedule the load generator never sent",
+}
+
+
+def accounting_table(accounting: pd.DataFrame) -> pd.DataFrame:
+    """Rows: every class, then sent and the headline lost; columns: the variants' counts."""
+    from analysis.accounting import CLASSES
+
+    names = list(dict.fromkeys(name for classes in CLASSES.values() for name in classes))
+    rows = []
+    indexed = accounting.set_index("variant")
+    for name in [*names, "sent", "lost (data never reached the table)"]:
+        key = "lost" if name.startswith("lost (") else name
+        row: dict[str, Any] = {"class": name, "meaning": _CLASS_MEANING.get(name, "")}
+        if name == "lost":
+            row["class"] = "lost (202, gone)"
+        if name == "sent":
+            row["meaning"] = "requests the client meant to send: the classes above sum to it"
+        if key == "lost" and name != "lost":
+            row["meaning"] = "the seed's sense of loss, both variants"
+        for variant in indexed.index:
+            value = indexed.loc[variant, key] if key in indexed else math.nan
+            if name == "lost" and variant != "storage_first":
+                value = math.nan
+            row[str(variant)] = "" if pd.isna(value) else int(value)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    variants = [str(v) for v in indexed.index]
+    keep = table[variants].apply(lambda column: column != "").any(axis=1)
+    return table.loc[keep].reset_index(drop=True)
+
+
+def _accounting_blocks(analysis: RunAnalysis) -> list[Block]:
+    accounting = analysis.accounting
+    notes = []
+    for row in accounting.itertuples(index=False):
+        if row.retried:
+            notes.append(
+                f"{row.variant}: {row.retried} requests were retried by the client "
+                f"({row.attempts} attempts in all); each is classed by its last attempt"
+            )
+        if row.redriven:
+            notes.append(
+                f"{row.variant}: of which re-driven: {row.redriven} "
+                f"({row.redriven_succeeded} SUCCEEDED after the re-drive)"
+            )
+        if row.rejected_by_status:
+            notes.append(f"{row.variant}: refused by status: {row.rejected_by_status}")
+        if not row.dropped_counted:
+            notes.append(
+                f"{row.variant}: dropped sends not counted by this run's load generator "
+                "(shown as 0; sent = recorded requests)"
+            )
+    blocks = [
+        Block("h3", "Every request accounted for"),
+        Block(
+            "p",
+            "Each request the client meant to send is in exactly one class (a client retry "
+            "belongs to its request; warm-up included). 'unresolved' is not 'lost': collection "
+            "stopped waiting before the request settled.",
+        ),
+        Block("table", table=accounting_table(accounting)),
+    ]
+    if notes:
+        blocks.append(Block("list", items=tuple(notes)))
+    trials = _trial_sends(analysis)
+    if not trials.empty:
+        blocks += [
+            Block("p", "Per trial: what the load generator could not send"),
+            Block("table", table=trials),
+        ]
+    return blocks
+
+
+def _trial_sends(analysis: RunAnalysis) -> pd.DataFrame:
+    trials = analysis.run.trials
+    if trials.empty:
+        return pd.DataFrame()
+    columns = [
+        "variant",
+        "trial",
+        "rows_written",
+        "late_sends",
+        "dropped_sends",
+        "workers_lost",
+        "unfinished",
+    ]
+    table = trials[[c for c in columns if c in trials]].copy()
+    table["dropped_sends"] = [
+        "not counted" if pd.isna(value) else int(value) for value in table["dropped_sends"]
+    ]
+    table["flag"] = [
+        "DROPPED SENDS" if isinstance(value, int) and value > 0 else ""
+        for value in table["dropped_sends"]
+    ]
+    return table.reset_index(drop=True)
+
+
+def dropped_banner(analyses: Sequence[RunAnalysis]) -> str:
+    """One line naming every trial that dropped sends ("" when none did)."""
+    parts = []
+    for analysis in analyses:
+        trials = analysis.run.trials
+        if trials.empty or "dropped_sends" not in trials:
+            continue
+        for row in trials.loc[trials["dropped_sends"].fillna(0) > 0].itertuples(index=False):
+            parts.append(
+                f"{analysis.run.scenario_name} trial {row.trial} ({row.variant}): "
+                f"{int(row.dropped_sends)}"
+            )
+    if not parts:
+        return ""
+    return (
+        "DROPPED SENDS: the load generator never sent part of the schedule in "
+        + "; ".join(parts)
+        + ". Those trials offered less load than planned."
+    )
 
 
 def _comparison_table(analysis: RunAnalysis, measure: str) -> pd.DataFrame:
@@ -130,13 +299,7 @@ def _scenario_blocks(
         Block("p", str(run.scenario.get("description", ""))),
         Block("h3", "Provenance"),
         Block("table", table=_provenance(analysis)),
-        Block("h3", "Every request accounted for"),
-        Block(
-            "p",
-            "lost: storage_first = answered 202 but neither terminal nor parked; direct = no "
-            "item was ever stored (e.g. the client got an error). Counts include warm-up.",
-        ),
-        Block("table", table=analysis.accounting),
+        *_accounting_blocks(analysis),
         Block(
             "h3",
             "Response latency of successful answers (ms, warm-up excluded, 95% CI in brackets)",
@@ -201,18 +364,32 @@ def _scenario_blocks(
             Block("table", table=analysis.poison),
         ]
     if analysis.is_capacity:
+        hints = tuple(
+            f"{row.variant}, stage {row.stage} ({row.offered_per_s:g}/s): {row.status}: {row.hint}"
+            for row in analysis.stages.itertuples(index=False)
+            if row.hint
+        )
         blocks += [
             Block("h3", "Capacity"),
             Block(
                 "p",
-                f"Knee = highest offered rate where this and every lower stage keep p99 under "
-                f"{analysis.slo_p99_ms:g} ms and errors under {analysis.error_threshold:.1%}. "
-                "Sustained rate = the same, and processing kept up (storage_first's backlog "
-                "grew by at most 5% of the offered rate): a 202 is not the end of the work. "
-                "Concurrency by Little's law at the sustained rate (invocations/s x mean "
-                "duration).",
+                "A stage is judged only if the load generator delivered it (sends by actual time "
+                "within 5% of the offered rate, under 1% of sends late); otherwise it is "
+                "generator-limited: never a pass, never the knee. A stage passes when the upper "
+                f"95% bound of its p99 from intended send time is under {analysis.slo_p99_ms:g} "
+                f"ms and its error share under {analysis.error_threshold:.1%}; with fewer than "
+                f"{n_for_bounded(0.99)} requests p99 has no upper bound and the stage is 'too "
+                "few requests'. Knee = highest offered rate where this and every lower judged "
+                "stage pass. Sustained rate = the same, and processing kept up "
+                "(storage_first's backlog grew by at most 5% of the offered rate): a 202 is not "
+                "the end of the work. Concurrency by Little's law at the sustained rate "
+                "(invocations/s x mean duration).",
             ),
-            Block("table", table=analysis.stages),
+            Block("table", table=analysis.stages.drop(columns=["hint"])),
+        ]
+        if hints:
+            blocks.append(Block("list", items=hints))
+        blocks += [
             Block("table", table=analysis.knees),
             Block("table", table=analysis.concurrency),
             _figure(
@@ -309,6 +486,9 @@ def build_report(
                 "local Lambda/API Gateway emulation), not on AWS.",
             )
         )
+    dropped = dropped_banner(analyses)
+    if dropped:
+        blocks.append(Block("banner", dropped))
     blocks += _claims_blocks(verdicts)
     for number, analysis in enumerate(analyses, start=2):
         if progress:
