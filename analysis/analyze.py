@@ -125,7 +125,7 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
     )
     knees = capacity.knee(stages)
     window_columns = ["variant", "trial", "stage", "intended_at_ms", "target_rate_per_s"]
-    usage = cost.usage(client, server, metrics, run.stack_config)
+    usage = cost.usage(client, server, metrics, run.stack_config, parked)
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
         run=run,

@@ -65,6 +65,11 @@ def variant_summary(analysis: RunAnalysis, variant: str) -> dict[str, Any]:
         block["dropped_counted"] = bool(row["dropped_counted"])
     if analysis.is_capacity:
         block["capacity"] = _capacity(analysis, variant)
+    costs = analysis.costs.loc[analysis.costs["variant"] == variant]
+    if len(costs):
+        block["cost_per_million"] = {
+            str(row.component): _number(row.cost) for row in costs.itertuples(index=False)
+        }
     latency = analysis.latency.loc[
         (analysis.latency["variant"] == variant) & (analysis.latency["measure"] == "latency_ms")
     ]
