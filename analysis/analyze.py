@@ -64,6 +64,7 @@ class RunAnalysis:
     usage: pd.DataFrame
     costs: pd.DataFrame
     cost_assumptions: list[str]
+    currency: str = "USD"
 
     @property
     def has_outage(self) -> bool:
@@ -163,4 +164,5 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         usage=usage,
         costs=cost.cost_per_million(usage, options.prices, architecture),
         cost_assumptions=cost.assumptions(options.prices, usage, run.target),
+        currency=str(options.prices.get("currency", "USD")),
     )

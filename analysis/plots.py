@@ -183,6 +183,7 @@ def rate_vs_p99_plot(stages: pd.DataFrame, knees: pd.DataFrame, slo_p99_ms: floa
     """p99 from intended send (what a stage is judged on) per offered rate; knee, sustained
     rate and generator-limited stages marked."""
     series, markers = [], []
+    limited_rates: set[float] = set()
     measure = "p99_from_intended_ms" if "p99_from_intended_ms" in stages else "p99_ms"
     for variant, group in stages.groupby("variant"):
         series.append(
@@ -194,13 +195,11 @@ def rate_vs_p99_plot(stages: pd.DataFrame, knees: pd.DataFrame, slo_p99_ms: floa
         )
         if "status" in group:
             for limited in group.loc[group["status"] == "generator-limited"].itertuples():
-                markers.append(
-                    (
-                        float(limited.offered_per_s),
-                        float(getattr(limited, measure)),
-                        f"{variant}: generator-limited",
-                    )
-                )
+                rate = float(limited.offered_per_s)
+                if rate in limited_rates:
+                    continue  # one label per rate: both variants' points sit close together
+                limited_rates.add(rate)
+                markers.append((rate, float(getattr(limited, measure)), "generator-limited"))
         row = knees.loc[knees["variant"] == variant]
         labels = {"knee_rate_per_s": "knee", "sustained_rate_per_s": "keeps up to"}
         marked: set[float] = set()

@@ -22,7 +22,14 @@ from analysis.latency import answered_rows
 from analysis.recovery import RecoveryTolerance
 from analysis.render import to_png
 from analysis.stats import ALPHA, n_for_bounded
-from analysis.tables import interval_table, to_html, to_markdown
+from analysis.tables import (
+    UNBOUNDED,
+    format_interval,
+    format_value,
+    interval_table,
+    to_html,
+    to_markdown,
+)
 
 __all__ = ["Block", "Report", "build_report", "write_report"]
 
@@ -129,6 +136,105 @@ def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
         ("SLO p99 / error threshold", f"{analysis.slo_p99_ms:g} ms / {analysis.error_threshold:g}"),
     ]
     return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def _verdict_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    rows = []
+    for verdict in verdicts:
+        p_values = ", ".join(
+            f"{name} {'–' if value is None else f'{value:.3f}'}"
+            for name, value in verdict.p_values.items()
+        )
+        rows.append(
+            {
+                "claim": verdict.statement,
+                "verdict": verdict.verdict.upper(),
+                "n (requests)": ", ".join(f"{k} {v:,}" for k, v in verdict.n.items()),
+                "trials": " vs ".join(str(v) for v in verdict.trials.values()),
+                "test": verdict.test,
+                "p": p_values,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _row_of(frame: pd.DataFrame, **keys: str) -> pd.Series | None:
+    mask = pd.Series(True, index=frame.index)
+    for key, value in keys.items():
+        if key not in frame:
+            return None
+        mask &= frame[key] == value
+    chosen = frame.loc[mask]
+    return chosen.iloc[0] if len(chosen) else None
+
+
+def headline_table(analyses: Sequence[RunAnalysis]) -> pd.DataFrame:
+    """One row per scenario and variant: what a reviewer asks first."""
+    rows = []
+    for analysis in analyses:
+        for variant in sorted(analysis.run.client["variant"].dropna().unique()):
+            latency = _row_of(analysis.latency, variant=variant, measure="latency_from_intended_ms")
+            account = _row_of(analysis.accounting, variant=variant)
+            lag = _row_of(analysis.lag_summary, variant=variant, measure="accepted_to_processed_ms")
+            knee = _row_of(analysis.knees, variant=variant) if analysis.is_capacity else None
+            total = _row_of(analysis.costs, variant=variant, component="total")
+            if variant == "direct" and latency is not None:
+                result = f"{format_value(latency['p50'])} (the answer)"
+            elif latency is not None and lag is not None:
+                result = f"~{format_value(float(latency['p50']) + float(lag['p50']))} (202 + lag)"
+            else:
+                result = "–"
+            lost = "–"
+            if account is not None and not pd.isna(account["lost"]):
+                lost = f"{int(account['lost']):,} of {int(account['sent']):,}"
+                if variant == "storage_first" and account["unresolved"]:
+                    lost += f" ({int(account['unresolved']):,} unresolved)"
+            knee_text = ""
+            if knee is not None:
+                knee_text = (
+                    "not found"
+                    if pd.isna(knee["knee_rate_per_s"])
+                    else f"{knee['knee_rate_per_s']:g}/s"
+                )
+                if knee["unjudged"]:
+                    knee_text += f" (unjudged: {knee['unjudged']})"
+            rows.append(
+                {
+                    "scenario": analysis.run.scenario_name,
+                    "variant": variant,
+                    "p50 ms": "–"
+                    if latency is None
+                    else format_interval(latency["p50"], latency["p50_lo"], latency["p50_hi"]),
+                    "p99 ms": "–"
+                    if latency is None
+                    else format_interval(latency["p99"], latency["p99_lo"], latency["p99_hi"]),
+                    "processed result p50 ms": result,
+                    "lag p99 ms": "–" if lag is None else format_value(lag["p99"]),
+                    "lost (data never stored)": lost,
+                    "knee": knee_text,
+                    "cost / million": "–" if total is None else f"{total['cost']:.2f}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _glance_blocks(
+    analyses: Sequence[RunAnalysis], verdicts: Sequence[Verdict], currency: str
+) -> list[Block]:
+    return [
+        Block("h2", "At a glance"),
+        Block("table", table=_verdict_table(verdicts)),
+        Block(
+            "p",
+            "Latency from the intended send time (coordinated omission corrected) of successful "
+            "answers, warm-up excluded; 95% intervals that include the variation between trials; "
+            f"'{UNBOUNDED}' = the sample cannot bound that side (a bounded p99 needs "
+            f"{n_for_bounded(0.99):,} requests, p99.9 {n_for_bounded(0.999):,}). Processed "
+            "result: direct answers after processing; storage_first's 202 comes first and the "
+            f"work later. Cost per million requests in {currency}.",
+        ),
+        Block("table", table=headline_table(analyses)),
+    ]
 
 
 def _claims_blocks(verdicts: Sequence[Verdict]) -> list[Block]:
@@ -398,7 +504,10 @@ def _scenario_blocks(
         ]
     blocks += [
         Block("h3", "Cost per million requests"),
-        Block("table", table=analysis.usage),
+        Block(
+            "table",
+            table=analysis.usage.drop(columns=["read_basis", "sqs_basis", "log_basis"]),
+        ),
         Block("table", table=analysis.costs),
         _figure(plots.cost_plot(analysis.costs), prefix),
         Block("list", items=tuple(analysis.cost_assumptions)),
@@ -446,9 +555,19 @@ def _methods(tolerance: RecoveryTolerance) -> list[Block]:
             items=(
                 "Every number comes from raw per-request records, never from Locust's statistics.",
                 "Quantile 95% intervals: distribution-free binomial order statistics (exact, no "
-                "resampling); mean: normal interval; max: as observed.",
+                "resampling), widened by a Student-t interval over the per-trial quantiles so "
+                "they include the variation between trials (coverage >= 90% for p50 and p99 in "
+                "simulation, scripts/coverage.py); a side the sample cannot bound is shown as "
+                f"'{UNBOUNDED}' (p99 needs {n_for_bounded(0.99):,} requests, p99.9 "
+                f"{n_for_bounded(0.999):,}); mean: normal interval; max: as observed.",
                 f"Differences across trials: two-sided Mann-Whitney U on per-trial values, alpha "
-                f"{ALPHA}; with too few trials to ever reach alpha it says 'insufficient trials'.",
+                f"{ALPHA}; with too few trials to ever reach alpha it says 'insufficient trials'. "
+                "The response-latency verdict uses only this test, on latency from the intended "
+                "send: supported when p50 and p99 are both significantly faster, not supported "
+                "when either is significantly slower, otherwise not significant.",
+                "Loss: unresolved requests (not settled when collection stopped) are never "
+                "counted lost; with unresolved requests and none lost, or with no failure "
+                "observed, the loss verdict is 'not measured in this run'.",
                 "Ratio intervals: from the two statistics' own intervals (conservative).",
                 "Lag is computed on the server clock only; client latency on the client clock.",
                 f"Recovery: {tolerance.describe()}.",
@@ -489,6 +608,7 @@ def build_report(
     dropped = dropped_banner(analyses)
     if dropped:
         blocks.append(Block("banner", dropped))
+    blocks += _glance_blocks(analyses, verdicts, analyses[0].currency if analyses else "")
     blocks += _claims_blocks(verdicts)
     for number, analysis in enumerate(analyses, start=2):
         if progress:
