@@ -65,6 +65,7 @@ class RunAnalysis:
     costs: pd.DataFrame
     cost_assumptions: list[str]
     currency: str = "USD"
+    delivery: capacity.Delivery = field(default_factory=capacity.Delivery)
 
     @property
     def has_outage(self) -> bool:
@@ -165,4 +166,5 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         costs=cost.cost_per_million(usage, options.prices, architecture),
         cost_assumptions=cost.assumptions(options.prices, usage, run.target),
         currency=str(options.prices.get("currency", "USD")),
+        delivery=options.delivery,
     )

@@ -44,8 +44,17 @@ class Delivery:
     """sends by actual time may fall short of the offered rate by at most this share"""
     late_share: float = 0.01
     """at most this share of sends may leave later than ``late_after_ms``"""
-    late_after_ms: float = 10.0
-    """the pacer's own tolerance (loadtests.pacing.LATE_TOLERANCE_MS)"""
+    late_after_ms: float = 100.0
+    """a send counts late this long after its intended time. Not the pacer's own 10 ms
+    bookkeeping tolerance: on a busy 2-core machine scheduler jitter alone makes 2-12% of sends
+    10-80 ms late at 75-300/s (local capacity run 20261206-041349), although the generator
+    keeps up; a generator that cannot keep up falls seconds behind"""
+
+    def describe(self) -> str:
+        return (
+            f"sends by actual time within {self.rate_tolerance:.0%} of the offered rate and "
+            f"under {self.late_share:.0%} of them more than {self.late_after_ms:g} ms late"
+        )
 
 
 # Processing keeps up with a stage when its backlog grows by at most this share of the offered
@@ -138,7 +147,8 @@ def stage_table(
             status = "generator-limited"
             hint = (
                 f"the generator sent {sent_per_s:.0f}/s of {offered:g}/s offered, "
-                f"{late_share:.0%} late: run with more --processes or workers"
+                f"{late_share:.0%} more than {delivery.late_after_ms:g} ms late: run with more "
+                "--processes or workers"
             )
         elif math.isnan(p99_hi):
             status = "too few requests"

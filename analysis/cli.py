@@ -27,6 +27,7 @@ def make_report(
     error_threshold: float | None = None,
     delivery_tolerance: float | None = None,
     late_share_limit: float | None = None,
+    late_after_ms: float | None = None,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -48,6 +49,7 @@ def make_report(
         if delivery_tolerance is None
         else delivery_tolerance,
         late_share=delivery.late_share if late_share_limit is None else late_share_limit,
+        late_after_ms=delivery.late_after_ms if late_after_ms is None else late_after_ms,
     )
     options = Options(
         prices=load_prices(prices),
@@ -77,6 +79,7 @@ def _report(args: argparse.Namespace) -> int:
         error_threshold=args.error_threshold,
         delivery_tolerance=args.delivery_tolerance,
         late_share_limit=args.late_share_limit,
+        late_after_ms=args.late_after_ms,
         out=args.out,
         progress=lambda message: print(f"report: {message}", flush=True),
     )
@@ -109,7 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--late-share-limit",
         type=float,
-        help="... or when at least this share of sends left late (default 0.01)",
+        help="... or when at least this share of its sends left late (default 0.01)",
+    )
+    parser.add_argument(
+        "--late-after-ms",
+        type=float,
+        help="a send is late this long after its intended time (default 100)",
     )
     parser.add_argument("--out", type=Path, help="write the report here instead")
     parser.set_defaults(handler=_report)

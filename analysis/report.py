@@ -243,8 +243,8 @@ def _scenario_blocks(
             Block("h3", "Capacity"),
             Block(
                 "p",
-                "A stage is judged only if the load generator delivered it (sends by actual time "
-                "within 5% of the offered rate, under 1% of sends late); otherwise it is "
+                "A stage is judged only if the load generator delivered it "
+                f"({analysis.delivery.describe()}); otherwise it is "
                 "generator-limited: never a pass, never the knee. A stage passes when the upper "
                 f"95% bound of its p99 from intended send time is under {analysis.slo_p99_ms:g} "
                 f"ms and its error share under {analysis.error_threshold:.1%}; with fewer than "
