@@ -147,7 +147,9 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         backlog=backlog,
         drain=lag.drain_summary(backlog, server),
         send_delay=latency.send_delay_summary(client),
-        per_trial=latency.per_trial_quantiles(client, quantiles=(0.5, 0.9, 0.99)),
+        per_trial=latency.per_trial_quantiles(
+            client, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
+        ),
         time_to_result=lag.time_to_result_summary(client),
         accounting=accounting.accounting(client, server, parked, run.trials, run.redriven),
         outage_windows=windows,

@@ -183,7 +183,11 @@ def _scenario_blocks(
         _figure(plots.latency_cdf_plot(run.client, "latency_from_intended_ms"), prefix),
         _figure(plots.latency_time_plot(analysis.latency_over_time, shaded), prefix),
         _figure(plots.rate_time_plot(analysis.throughput, shaded), prefix),
-        Block("h3", "Per trial (latency_ms quantiles: q0500 = p50, q0990 = p99)"),
+        Block(
+            "h3",
+            "Per trial: latency from intended send, what the response-latency test compares "
+            "(q0500 = p50, q0990 = p99)",
+        ),
         Block("table", table=analysis.per_trial),
         Block("h3", "Pacing: how late requests left versus their intended send time"),
         Block("table", table=analysis.send_delay),
