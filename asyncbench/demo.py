@@ -33,9 +33,9 @@ class DemoStep:
 
 
 # Sized for a 2-core machine (load time: 360 s in all, 148 s with --quick). Baseline gets five
-# short repetitions because its verdict (response
-# latency) rests on a test across trials only: with 5 vs 5 trials one overlapping pair still
-# reaches p = 0.016 (4 vs 4 needs a perfect split; 3 vs 3 can never reach p < 0.05).
+# short repetitions because its verdict (response latency) rests on a test across trials only:
+# with 5 vs 5 trials one overlapping pair still reaches p = 0.016 (4 vs 4 needs a perfect
+# split; 3 vs 3 can never reach p < 0.05).
 DEMO_PLANS: dict[str, tuple[DemoStep, ...]] = {
     "full": (
         DemoStep("baseline", duration_s=12, repetitions=5),
