@@ -157,6 +157,13 @@ def headline_table(analyses: Sequence[RunAnalysis]) -> pd.DataFrame:
                     if pd.isna(knee["knee_rate_per_s"])
                     else f"{knee['knee_rate_per_s']:g}/s"
                 )
+                if variant == "storage_first":
+                    sustained = knee["sustained_rate_per_s"]
+                    knee_text += (
+                        "; processing keeps up to "
+                        + ("no judged stage" if pd.isna(sustained) else f"{sustained:g}/s")
+                        + f", drains {knee['drain_rate_per_s']:.0f}/s"
+                    )
                 if knee["unjudged"]:
                     knee_text += f" (unjudged: {knee['unjudged']})"
             rows.append(
