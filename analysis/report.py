@@ -26,6 +26,7 @@ from analysis.report_tables import (
     dropped_banner,
     headline_table,
     provenance_table,
+    redriven_table,
     trial_sends_table,
     verdict_table,
 )
@@ -226,6 +227,17 @@ def _scenario_blocks(
             Block("p", f"Recovered when: {tolerance.describe()}."),
             Block("table", table=analysis.errors_around_outage),
             Block("table", table=analysis.recovery),
+        ]
+    redriven = redriven_table(analysis.run.redriven)
+    if not redriven.empty:
+        blocks += [
+            Block("h3", "Re-driven requests (asyncbench redrive)"),
+            Block(
+                "p",
+                "Parked and long-PENDING requests processed again after the run; the accounting "
+                "above classes them by their item's status after the re-drive.",
+            ),
+            Block("table", table=redriven),
         ]
     if analysis.has_poison:
         blocks += [

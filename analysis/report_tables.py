@@ -19,6 +19,7 @@ __all__ = [
     "dropped_banner",
     "headline_table",
     "provenance_table",
+    "redriven_table",
     "trial_sends_table",
     "verdict_table",
 ]
@@ -269,3 +270,22 @@ def dropped_banner(analyses: Sequence[RunAnalysis]) -> str:
         + "; ".join(parts)
         + ". Those trials offered less load than planned."
     )
+
+
+def redriven_table(redriven: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, source and status before -> after: how many requests a re-drive processed
+    again (the last re-drive of each request counts), and how many of those re-drives failed."""
+    columns = ["variant", "source", "status_before", "status_after", "requests", "redrive_errors"]
+    if redriven.empty:
+        return pd.DataFrame(columns=columns)
+    last = redriven.sort_values("redriven_at_ms").drop_duplicates(
+        ["variant", "request_id"], keep="last"
+    )
+    keys = ["variant", "source", "status_before", "status_after"]
+    table = (
+        last.assign(failed=last["error"].notna())
+        .groupby(keys, dropna=False)
+        .agg(requests=("request_id", "size"), redrive_errors=("failed", "sum"))
+        .reset_index()
+    )
+    return table[columns]

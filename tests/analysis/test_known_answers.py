@@ -17,6 +17,7 @@ from analysis.accounting import accounting
 from analysis.analyze import Options, analyze_run
 from analysis.claims import judge_claims
 from analysis.load import load_prices, load_run
+from analysis.report_tables import redriven_table
 from analysis.synthetic import SyntheticSpec, build_run, write_run
 from asyncbench.cli import main
 
@@ -186,6 +187,11 @@ def test_a_parked_item_that_later_succeeded_is_succeeded_and_redriven(tmp_path: 
     _sums_to_sent(block)
     page = (tmp_path / "outage" / "index.html").read_text()
     assert "of which re-driven: 4" in page
+    assert "Re-driven requests" in page
+    table = redriven_table(load_run(tmp_path / "outage").redriven)
+    assert table[["source", "status_before", "status_after", "requests"]].values.tolist() == [
+        ["parked", "PENDING", "SUCCEEDED", 4]
+    ]
 
 
 def test_dropped_sends_count_in_sent_and_flag_the_trial(tmp_path: Path) -> None:
