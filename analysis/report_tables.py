@@ -228,6 +228,8 @@ def accounting_table(accounting: pd.DataFrame) -> pd.DataFrame:
 
 
 def trial_sends_table(analysis: RunAnalysis) -> pd.DataFrame:
+    """Per trial: rows written, late and dropped sends ("not counted" when the generator did
+    not count them), workers lost, items unfinished at collection, and a flag."""
     trials = analysis.run.trials
     if trials.empty:
         return pd.DataFrame()
@@ -245,23 +247,35 @@ def trial_sends_table(analysis: RunAnalysis) -> pd.DataFrame:
         "not counted" if pd.isna(value) else int(value) for value in table["dropped_sends"]
     ]
     table["flag"] = [
-        "DROPPED SENDS" if isinstance(value, int) and value > 0 else ""
-        for value in table["dropped_sends"]
+        ", ".join(
+            (["DROPPED SENDS"] if isinstance(dropped, int) and dropped > 0 else [])
+            + (["WORKER LOST"] if not pd.isna(workers) and workers > 0 else [])
+        )
+        for dropped, workers in zip(table["dropped_sends"], trials["workers_lost"], strict=True)
     ]
     return table.reset_index(drop=True)
 
 
 def dropped_banner(analyses: Sequence[RunAnalysis]) -> str:
-    """One line naming every trial that dropped sends ("" when none did)."""
+    """One line naming every trial that dropped sends or lost a load-generator worker ("" when
+    none did)."""
     parts = []
     for analysis in analyses:
         trials = analysis.run.trials
-        if trials.empty or "dropped_sends" not in trials:
+        if trials.empty:
             continue
-        for row in trials.loc[trials["dropped_sends"].fillna(0) > 0].itertuples(index=False):
+        dropped = trials["dropped_sends"].fillna(0)
+        lost_workers = trials["workers_lost"].fillna(0)
+        for row, sends, workers in zip(
+            trials.itertuples(index=False), dropped, lost_workers, strict=True
+        ):
+            if sends <= 0 and workers <= 0:
+                continue
+            what = [f"{int(sends)} sends dropped"] if sends > 0 else []
+            what += [f"{int(workers)} worker(s) lost"] if workers > 0 else []
             parts.append(
                 f"{analysis.run.scenario_name} trial {row.trial} ({row.variant}): "
-                f"{int(row.dropped_sends)}"
+                + ", ".join(what)
             )
     if not parts:
         return ""

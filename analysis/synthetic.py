@@ -53,6 +53,7 @@ class SyntheticSpec:
     retried_per_trial: int = 0
     # slots of the schedule never sent per trial (None: the generator did not count them)
     dropped_per_trial: int | None = 0
+    workers_lost_per_trial: int = 0
     # the most the generator sends per second (None: on time); later sends keep their
     # intended time, so latency from intended time includes the wait
     generator_limit_per_s: float | None = None
@@ -286,7 +287,7 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                     "rows_written": len(first),
                     "late_sends": int((waited > 10.0).sum()),
                     "dropped_sends": spec.dropped_per_trial,
-                    "workers_lost": 0,
+                    "workers_lost": spec.workers_lost_per_trial,
                     "unfinished": unfinished,
                     "complete": True,
                 }

@@ -195,13 +195,15 @@ def test_a_parked_item_that_later_succeeded_is_succeeded_and_redriven(tmp_path: 
 
 
 def test_dropped_sends_count_in_sent_and_flag_the_trial(tmp_path: Path) -> None:
-    summary = _report(tmp_path, SyntheticSpec(dropped_per_trial=7, repetitions=2))
+    spec = SyntheticSpec(dropped_per_trial=7, workers_lost_per_trial=1, repetitions=2)
+    summary = _report(tmp_path, spec)
     block = summary["scenarios"]["baseline"]["storage_first"]
     assert block["accounting"]["dropped"] == 14 and block["dropped"] == 14
     assert block["dropped_counted"] is True
     _sums_to_sent(block)
     page = (tmp_path / "baseline" / "index.html").read_text()
     assert "DROPPED SENDS" in page
+    assert "baseline trial 2 (storage_first): 7 sends dropped, 1 worker(s) lost" in page
 
 
 def test_uncounted_dropped_sends_say_so(tmp_path: Path) -> None:
