@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from analysis import capacity, cost, lag, latency, recovery
+from analysis import accounting, capacity, cost, lag, latency, recovery
 from analysis.compare import compare_groups
 from analysis.load import Run
 
@@ -26,6 +27,7 @@ class Options:
     slo_p99_ms: float | None = None
     error_threshold: float | None = None
     tolerance: recovery.RecoveryTolerance = field(default_factory=recovery.RecoveryTolerance)
+    delivery: capacity.Delivery = field(default_factory=capacity.Delivery)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class RunAnalysis:
     usage: pd.DataFrame
     costs: pd.DataFrame
     cost_assumptions: list[str]
+    currency: str = "USD"
+    delivery: capacity.Delivery = field(default_factory=capacity.Delivery)
 
     @property
     def has_outage(self) -> bool:
@@ -73,11 +77,14 @@ class RunAnalysis:
 
     @property
     def is_capacity(self) -> bool:
-        stages = self.run.scenario.get("stages") or []
+        """Capacity analysis applies when the scenario steps its rate up (two or more stages
+        at rising rates) or declares ``capacity = true``, whatever its name."""
+        scenario = self.run.scenario
+        if isinstance(scenario.get("capacity"), bool):
+            return bool(scenario["capacity"])
+        stages = scenario.get("stages") or []
         rates = [float(stage.get("rate_per_s", 0)) for stage in stages if isinstance(stage, dict)]
-        return self.run.scenario_name == "capacity" or (
-            len(rates) >= 3 and rates == sorted(rates) and len(set(rates)) == len(rates)
-        )
+        return len(rates) >= 2 and any(b > a for a, b in itertools.pairwise(rates))
 
     @property
     def injects_failures(self) -> bool:
@@ -115,10 +122,12 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
     lags = lag.lag_frame(server)
     backlog = lag.backlog_over_time(server, parked, origins)
     windows = recovery.outage_windows(run.trials)
-    stages = capacity.stage_table(client, server, slo_p99_ms=slo, error_threshold=threshold)
+    stages = capacity.stage_table(
+        client, server, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
+    )
     knees = capacity.knee(stages)
     window_columns = ["variant", "trial", "stage", "intended_at_ms", "target_rate_per_s"]
-    usage = cost.usage(client, server, metrics, run.stack_config)
+    usage = cost.usage(client, server, metrics, run.stack_config, parked)
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
         run=run,
@@ -138,9 +147,11 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         backlog=backlog,
         drain=lag.drain_summary(backlog, server),
         send_delay=latency.send_delay_summary(client),
-        per_trial=latency.per_trial_quantiles(client, quantiles=(0.5, 0.9, 0.99)),
+        per_trial=latency.per_trial_quantiles(
+            client, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
+        ),
         time_to_result=lag.time_to_result_summary(client),
-        accounting=recovery.accounting(client, server, parked),
+        accounting=accounting.accounting(client, server, parked, run.trials, run.redriven),
         outage_windows=windows,
         errors_around_outage=recovery.errors_around_outage(client, windows),
         recovery=recovery.recovery_times(client, server, backlog, windows, options.tolerance),
@@ -156,4 +167,6 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         usage=usage,
         costs=cost.cost_per_million(usage, options.prices, architecture),
         cost_assumptions=cost.assumptions(options.prices, usage, run.target),
+        currency=str(options.prices.get("currency", "USD")),
+        delivery=options.delivery,
     )

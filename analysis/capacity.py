@@ -1,14 +1,22 @@
 """Capacity from a staircase of offered rates: per stage latency/errors, the knee, Lambda
 concurrency at the knee (Little's law) and storage-first's drain rate and backlog growth.
 
-The knee ("capacity") is the highest offered rate R such that every stage offered at or below R
-keeps p99 under the SLO and the error share under the threshold: a stage that passes above a
-failing one does not count, because a plan cannot rely on it.
+A stage is judged only if the load generator delivered it: sends by actual time within
+``Delivery.rate_tolerance`` (5%) of the offered rate and a late-send share under
+``Delivery.late_share`` (1%). Otherwise it is *generator-limited*: shown, never a pass, never
+the knee. A delivered stage passes when the upper 95% bound of its p99 latency **from intended
+send time** is under the SLO and its error share under the threshold; a stage with too few
+requests for a bounded p99 (``stats.n_for_bounded``) is *too few requests*, not a pass.
+
+The knee ("capacity") is the highest offered rate R such that every judged stage offered at or
+below R passes: a stage that passes above a failing one does not count, because a plan cannot
+rely on it. Stages that could not be judged neither pass nor break the staircase.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,13 +24,39 @@ import pandas as pd
 from analysis.lag import TERMINAL
 from analysis.latency import SUCCESS_OUTCOMES, headline_rows
 from analysis.metrics import metric_mean
+from analysis.stats import quantile_interval
 
-__all__ = ["concurrency_at_knee", "knee", "stage_table", "stage_windows"]
+__all__ = ["Delivery", "concurrency_at_knee", "knee", "stage_table", "stage_windows"]
 
 STAGE_COLUMNS = [
-    "variant", "stage", "offered_per_s", "n", "achieved_per_s", "p99_ms", "error_share",
-    "passes", "accepted_per_s", "processed_per_s", "backlog_growth_per_s", "keeps_up",
+    "variant", "stage", "offered_per_s", "n", "trials", "sent_per_s", "late_share", "status",
+    "achieved_per_s", "p99_ms", "p99_from_intended_ms", "p99_from_intended_hi_ms", "error_share",
+    "passes", "accepted_per_s", "processed_per_s", "backlog_growth_per_s", "keeps_up", "hint",
 ]  # fmt: skip
+STATUSES = ("pass", "fail", "generator-limited", "too few requests")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """When a stage counts as delivered by the load generator."""
+
+    rate_tolerance: float = 0.05
+    """sends by actual time may fall short of the offered rate by at most this share"""
+    late_share: float = 0.01
+    """at most this share of sends may leave later than ``late_after_ms``"""
+    late_after_ms: float = 100.0
+    """a send counts late this long after its intended time. Not the pacer's own 10 ms
+    bookkeeping tolerance: on a busy 2-core machine scheduler jitter alone makes 2-12% of sends
+    10-80 ms late at 75-300/s (local capacity run 20261206-041349), although the generator
+    keeps up; a generator that cannot keep up falls seconds behind"""
+
+    def describe(self) -> str:
+        return (
+            f"sends by actual time within {self.rate_tolerance:.0%} of the offered rate and "
+            f"under {self.late_share:.0%} of them more than {self.late_after_ms:g} ms late"
+        )
+
+
 # Processing keeps up with a stage when its backlog grows by at most this share of the offered
 # rate (or 1 request/s, whichever is larger): a little growth is requests still in flight.
 KEEP_UP_SHARE = 0.05
@@ -47,26 +81,33 @@ def stage_windows(client: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_table(
-    client: pd.DataFrame, server: pd.DataFrame, *, slo_p99_ms: float, error_threshold: float
+    client: pd.DataFrame,
+    server: pd.DataFrame,
+    *,
+    slo_p99_ms: float,
+    error_threshold: float,
+    delivery: Delivery | None = None,
 ) -> pd.DataFrame:
-    """One row per variant and load stage: offered and achieved rate, p99 latency, error share,
-    whether the stage meets the SLO, and server-side accepted/processed rates in its window."""
-    rows = headline_rows(
-        client,
-        [
-            "variant",
-            "trial",
-            "stage",
-            "intended_at_ms",
-            "outcome",
-            "latency_ms",
-            "target_rate_per_s",
-        ],
-    )
+    """One row per variant and load stage: offered rate, sends by actual time and late share
+    (delivery), status (STATUSES), achieved rate, p99 from actual and from intended send with
+    the latter's upper 95% bound (NaN: unbounded), error share, whether the stage passes, and
+    server-side accepted/processed rates in its window."""
+    delivery = delivery or Delivery()
+    columns = [
+        "variant", "trial", "stage", "intended_at_ms", "sent_at_ms", "outcome", "latency_ms",
+        "latency_from_intended_ms", "target_rate_per_s", "attempt",
+    ]  # fmt: skip
+    rows = headline_rows(client, [c for c in columns if c in client.columns])
     rows = rows.loc[rows["stage"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=STAGE_COLUMNS)
+    first = rows["attempt"].fillna(1) <= 1 if "attempt" in rows else pd.Series(True, rows.index)
     windows = stage_windows(rows)
+    # Sorted send times per (variant, trial): sends by actual time inside a stage's window.
+    sends = {
+        (str(variant), int(trial)): np.sort(group["sent_at_ms"].to_numpy(dtype=np.float64))
+        for (variant, trial), group in rows.loc[first].groupby(["variant", "trial"], observed=True)
+    }
     # Sorted server times per (variant, trial): counting inside a window is two binary searches.
     times: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     for (variant, trial), items in server.groupby(["variant", "trial"], observed=True):
@@ -80,32 +121,64 @@ def stage_table(
     for (variant, stage), group in rows.groupby(["variant", "stage"], observed=True):
         this_stage = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
         seconds = max(float(((this_stage["end"] - this_stage["start"]) / 1000).sum()), 1e-9)
-        accepted = processed = 0
+        accepted = processed = sent = 0
         for window in this_stage.itertuples(index=False):
-            accepted_at, processed_at = times.get((str(variant), int(window.trial)), (empty, empty))
+            key = (str(variant), int(window.trial))
+            accepted_at, processed_at = times.get(key, (empty, empty))
             bounds = [window.start, window.end]
+            sent += int(np.diff(np.searchsorted(sends.get(key, empty), bounds, side="left"))[0])
             accepted += int(np.diff(np.searchsorted(accepted_at, bounds, side="left"))[0])
             processed += int(np.diff(np.searchsorted(processed_at, bounds, side="left"))[0])
+        offered = float(group["target_rate_per_s"].median())
+        first_sends = group.loc[first.loc[group.index]]
+        late = (first_sends["sent_at_ms"] - first_sends["intended_at_ms"]) > delivery.late_after_ms
+        late_share = float(late.mean()) if len(late) else 0.0
+        sent_per_s = sent / seconds
         success = group["outcome"].isin(SUCCESS_OUTCOMES)
         p99 = float(group["latency_ms"].quantile(0.99))
+        from_intended = np.sort(group["latency_from_intended_ms"].dropna().to_numpy(np.float64))
+        p99_intended, _, p99_hi = quantile_interval(from_intended, 0.99)
         error_share = float((~success).mean())
+        hint = ""
+        if (
+            sent_per_s < offered * (1 - delivery.rate_tolerance)
+            or late_share >= delivery.late_share
+        ):
+            status = "generator-limited"
+            hint = (
+                f"the generator sent {sent_per_s:.0f}/s of {offered:g}/s offered, "
+                f"{late_share:.0%} more than {delivery.late_after_ms:g} ms late: run with more "
+                "--processes or workers"
+            )
+        elif math.isnan(p99_hi):
+            status = "too few requests"
+            hint = f"{len(from_intended)} requests cannot bound p99: longer stages or more trials"
+        elif p99_hi < slo_p99_ms and error_share < error_threshold:
+            status = "pass"
+        else:
+            status = "fail"
+        backlog_growth = (accepted - processed) / seconds
         result.append(
             {
                 "variant": variant,
                 "stage": int(stage),
-                "offered_per_s": float(group["target_rate_per_s"].median()),
+                "offered_per_s": offered,
                 "n": len(group),
+                "trials": int(group["trial"].nunique()),
+                "sent_per_s": sent_per_s,
+                "late_share": late_share,
+                "status": status,
                 "achieved_per_s": float(success.sum()) / seconds,
                 "p99_ms": p99,
+                "p99_from_intended_ms": p99_intended,
+                "p99_from_intended_hi_ms": p99_hi,
                 "error_share": error_share,
-                "passes": bool(p99 < slo_p99_ms and error_share < error_threshold),
+                "passes": status == "pass",
                 "accepted_per_s": accepted / seconds,
                 "processed_per_s": processed / seconds,
-                "backlog_growth_per_s": (accepted - processed) / seconds,
-                "keeps_up": bool(
-                    (accepted - processed) / seconds
-                    <= max(1.0, KEEP_UP_SHARE * float(group["target_rate_per_s"].median()))
-                ),
+                "backlog_growth_per_s": backlog_growth,
+                "keeps_up": bool(backlog_growth <= max(1.0, KEEP_UP_SHARE * offered)),
+                "hint": hint,
             }
         )
     return (
@@ -123,36 +196,69 @@ def _highest_before_first_failure(ordered: pd.DataFrame, ok: pd.Series) -> tuple
     return (float(good["offered_per_s"].max()) if len(good) else math.nan, first_fail)
 
 
+KNEE_COLUMNS = [
+    "variant", "knee_rate_per_s", "knee_stage", "knee_n", "first_failing_rate_per_s",
+    "sustained_rate_per_s", "sustained_stage", "sustained_n", "drain_rate_per_s",
+    "drain_stage", "drain_n", "repetitions", "unjudged",
+]  # fmt: skip
+
+
+def _at(ordered: pd.DataFrame, rate: float, column: str) -> int:
+    if column not in ordered:
+        return -1
+    chosen = ordered.loc[ordered["offered_per_s"] == rate, column]
+    return int(chosen.iloc[0]) if len(chosen) else -1
+
+
 def knee(stages: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: knee_rate_per_s (client view: SLO and errors; NaN if even the lowest stage
-    fails), its stage, the first failing rate, sustained_rate_per_s (the knee where, in
-    addition, processing kept up: for storage_first a 202 is not the end of the work) and
-    drain_rate_per_s = the highest processed rate seen."""
+    """Per variant: knee_rate_per_s (client view: SLO on p99 from intended send and errors;
+    NaN if no judged stage passes below the first failing one), its stage and n, the first
+    failing rate, sustained_rate_per_s (the knee where, in addition, processing kept up: for
+    storage_first a 202 is not the end of the work) with its stage and n, drain_rate_per_s =
+    the highest processed rate seen (stage, n), repetitions (trials per stage) and unjudged
+    (stages that could not be judged, "80/s generator-limited")."""
     rows = []
     for variant, group in stages.groupby("variant"):
         ordered = group.sort_values("offered_per_s").reset_index(drop=True)
-        passes = ordered["passes"].astype(bool)
-        knee_rate, first_fail = _highest_before_first_failure(ordered, passes)
-        keeps_up = ordered["keeps_up"].astype(bool) if "keeps_up" in ordered else passes
-        sustained, _ = _highest_before_first_failure(ordered, passes & keeps_up)
-        knee_stage = ordered.loc[ordered["offered_per_s"] == knee_rate, "stage"]
+        status = (
+            ordered["status"]
+            if "status" in ordered
+            else ordered["passes"].map({True: "pass", False: "fail"})
+        )
+        judged = ordered.loc[status.isin(("pass", "fail"))]
+        passes = judged["passes"].astype(bool)
+        knee_rate, first_fail = _highest_before_first_failure(judged, passes)
+        keeps_up = judged["keeps_up"].astype(bool) if "keeps_up" in judged else passes
+        sustained, _ = _highest_before_first_failure(judged, passes & keeps_up)
+        drain_index = ordered["processed_per_s"].idxmax() if len(ordered) else None
+        unjudged = ordered.loc[~status.isin(("pass", "fail"))]
         rows.append(
             {
                 "variant": variant,
                 "knee_rate_per_s": knee_rate,
-                "knee_stage": int(knee_stage.iloc[0]) if len(knee_stage) else -1,
+                "knee_stage": _at(ordered, knee_rate, "stage"),
+                "knee_n": _at(ordered, knee_rate, "n"),
                 "first_failing_rate_per_s": first_fail,
                 "sustained_rate_per_s": sustained,
+                "sustained_stage": _at(ordered, sustained, "stage"),
+                "sustained_n": _at(ordered, sustained, "n"),
                 "drain_rate_per_s": float(ordered["processed_per_s"].max()),
+                "drain_stage": int(ordered.loc[drain_index, "stage"])
+                if drain_index is not None
+                else -1,
+                "drain_n": int(ordered.loc[drain_index, "n"])
+                if drain_index is not None and "n" in ordered
+                else -1,
+                "repetitions": int(ordered["trials"].max()) if "trials" in ordered else 1,
+                "unjudged": ", ".join(
+                    f"{rate:g}/s {state}"
+                    for rate, state in zip(
+                        unjudged["offered_per_s"], status[unjudged.index], strict=True
+                    )
+                ),
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "variant", "knee_rate_per_s", "knee_stage", "first_failing_rate_per_s",
-            "sustained_rate_per_s", "drain_rate_per_s",
-        ],
-    )  # fmt: skip
+    return pd.DataFrame(rows, columns=KNEE_COLUMNS)
 
 
 def _metrics_in_stage(

@@ -25,6 +25,9 @@ def make_report(
     prices: Path | None = None,
     slo_p99_ms: float | None = None,
     error_threshold: float | None = None,
+    delivery_tolerance: float | None = None,
+    late_share_limit: float | None = None,
+    late_after_ms: float | None = None,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -38,8 +41,21 @@ def make_report(
     from analysis.summary import build_summary
 
     say = progress or (lambda _message: None)
+    from analysis.capacity import Delivery
+
+    delivery = Delivery()
+    delivery = Delivery(
+        rate_tolerance=delivery.rate_tolerance
+        if delivery_tolerance is None
+        else delivery_tolerance,
+        late_share=delivery.late_share if late_share_limit is None else late_share_limit,
+        late_after_ms=delivery.late_after_ms if late_after_ms is None else late_after_ms,
+    )
     options = Options(
-        prices=load_prices(prices), slo_p99_ms=slo_p99_ms, error_threshold=error_threshold
+        prices=load_prices(prices),
+        slo_p99_ms=slo_p99_ms,
+        error_threshold=error_threshold,
+        delivery=delivery,
     )
     analyses = []
     for run_dir in run_dirs:
@@ -61,6 +77,9 @@ def _report(args: argparse.Namespace) -> int:
         prices=args.prices,
         slo_p99_ms=args.slo_p99_ms,
         error_threshold=args.error_threshold,
+        delivery_tolerance=args.delivery_tolerance,
+        late_share_limit=args.late_share_limit,
+        late_after_ms=args.late_after_ms,
         out=args.out,
         progress=lambda message: print(f"report: {message}", flush=True),
     )
@@ -83,6 +102,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slo-p99-ms", type=float, help="p99 SLO for capacity (ms)")
     parser.add_argument(
         "--error-threshold", type=float, help="highest error share a capacity stage may have"
+    )
+    parser.add_argument(
+        "--delivery-tolerance",
+        type=float,
+        help="a capacity stage is generator-limited when sends fall short of the offered rate by "
+        "more than this share (default 0.05)",
+    )
+    parser.add_argument(
+        "--late-share-limit",
+        type=float,
+        help="... or when at least this share of its sends left late (default 0.01)",
+    )
+    parser.add_argument(
+        "--late-after-ms",
+        type=float,
+        help="a send is late this long after its intended time (default 100)",
     )
     parser.add_argument("--out", type=Path, help="write the report here instead")
     parser.set_defaults(handler=_report)

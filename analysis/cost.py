@@ -1,10 +1,14 @@
 """Cost per million requests from measured usage times a price table (data, not code).
 
-Usage per variant: API Gateway requests (one per client request), Lambda invocations and billed
-duration (each invocation's Duration and InitDuration rounded up to 1 ms, times memory in GB),
-DynamoDB write units (ceil(item KB) per write) and read units (ceil(item / 4 KB) per read).
-Stream reads by a Lambda trigger are free. Where the stage recorded no metrics, usage is
-estimated from the stored items and the estimate is named in the assumptions.
+One row per billed unit, with its measured quantity: API Gateway requests (one per client
+request attempt), Lambda requests and billed duration in GB-seconds (each invocation's Duration
+and InitDuration rounded up to 1 ms, times memory in GB), DynamoDB write units (ceil(item KB)
+per write), DynamoDB read units (ceil(item / 4 KB) per strongly consistent read: the stream
+processor's BatchGetItem/GetItem of each record's item, and status GETs), SQS requests (one
+SendMessage per batch parked on the failure destination) and CloudWatch Logs ingestion (bytes
+the handlers and the Lambda platform log per invocation). Stream reads by a Lambda trigger are
+free. Where no measured figure exists, the quantity is estimated from counts and the row's
+``basis`` says so.
 """
 
 from __future__ import annotations
@@ -23,21 +27,34 @@ __all__ = ["ITEM_OVERHEAD_BYTES", "assumptions", "cost_per_million", "usage"]
 ITEM_OVERHEAD_BYTES = 200
 
 # What one unit of each cost component (in cost_per_million's order) is.
-UNITS = ("request", "invocation", "GB-second", "write unit", "read unit")
+UNITS = ("request", "invocation", "GB-second", "write unit", "read unit", "request", "GB")
+
+# CloudWatch Logs bytes per invocation, estimated from what the code logs: the platform's
+# START, END and REPORT lines (REPORT with Init Duration on a cold start) and one JSON line per
+# request handled (processor/direct.py and processor/stream.py log one per record, ~120-170
+# bytes with a 36-character request id).
+PLATFORM_LOG_BYTES = 330
+HANDLER_LOG_BYTES = {"direct": 130, "storage_first": 160}
 
 USAGE_COLUMNS = [
     "variant", "requests", "api_requests", "lambda_invocations", "lambda_billed_ms",
-    "lambda_gb_seconds", "write_units", "read_units", "source",
+    "lambda_gb_seconds", "write_units", "read_units", "sqs_requests", "log_gb", "source",
+    "read_basis", "sqs_basis", "log_basis",
 ]  # fmt: skip
 
 
 def usage(
-    client: pd.DataFrame, server: pd.DataFrame, metrics: pd.DataFrame, stack_config: dict[str, Any]
+    client: pd.DataFrame,
+    server: pd.DataFrame,
+    metrics: pd.DataFrame,
+    stack_config: dict[str, Any],
+    parked: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Measured usage per variant over the whole run (warm-up included: it was paid for)."""
     memory_gb = float(stack_config.get("memory_mb", 256)) / 1024
     rows = []
-    for variant, sent in client[["variant"]].groupby("variant", observed=True):
+    columns = ["variant", "time_to_result_ms"] if "time_to_result_ms" in client else ["variant"]
+    for variant, sent in client[columns].groupby("variant", observed=True):
         items = server.loc[server["variant"] == variant]
         item_bytes = (
             items["request_bytes"].fillna(0).to_numpy(dtype=np.float64) + ITEM_OVERHEAD_BYTES
@@ -61,7 +78,25 @@ def usage(
             processor_writes = metric_total(metrics, variant, "PutItem", "UpdateItem")
             writes = api_puts + (processor_writes if processor_writes is not None else attempts)
             write_units = writes * units_per_write
-        reads = metric_total(metrics, variant, "GetItem", "Query") or 0.0
+        measured_reads = metric_total(metrics, variant, "GetItem", "BatchGetItem", "Query")
+        polled = int(sent["time_to_result_ms"].notna().sum()) if len(columns) > 1 else 0
+        if measured_reads is not None:
+            reads, read_basis = measured_reads, "measured"
+        else:
+            # The stream processor reads each record's item (strongly consistent) before
+            # processing it; a polling client's status GET is at least one more read.
+            processor_reads = attempts if variant == "storage_first" else 0.0
+            reads = processor_reads + polled
+            read_basis = "estimate: 1 consistent read per processing attempt + 1 per polled request"
+        parked_batches = (
+            float(len(parked.loc[parked["variant"] == variant]))
+            if parked is not None and len(parked)
+            else 0.0
+        )
+        handled = attempts if variant == "storage_first" else float(len(sent))
+        log_bytes = lambda_invocations * PLATFORM_LOG_BYTES + handled * HANDLER_LOG_BYTES.get(
+            str(variant), 150
+        )
         rows.append(
             {
                 "variant": variant,
@@ -72,6 +107,11 @@ def usage(
                 "lambda_gb_seconds": billed_ms / 1000 * memory_gb,
                 "write_units": write_units,
                 "read_units": reads * units_per_read,
+                "sqs_requests": parked_batches,
+                "log_gb": log_bytes / 1e9,
+                "read_basis": read_basis,
+                "sqs_basis": "measured: one SendMessage per parked batch",
+                "log_basis": "estimate: bytes per invocation from what the handlers log",
                 "source": "estimated from items"
                 if measured is None
                 else ("metrics" if measured.exact else "metric averages"),
@@ -105,7 +145,15 @@ def cost_per_million(
             "read_units",
             table["dynamodb_per_million_read_request_units"] / 1e6,
         ),
+        ("SQS requests", "sqs_requests", table.get("sqs_per_million_requests", 0.0) / 1e6),
+        (
+            "CloudWatch Logs ingestion",
+            "log_gb",
+            table.get("cloudwatch_logs_ingestion_per_gb", 0.0),
+        ),
     ]
+    bases = {"DynamoDB read units": "read_basis", "SQS requests": "sqs_basis",
+             "CloudWatch Logs ingestion": "log_basis"}  # fmt: skip
     rows = []
     for row in usage_table.itertuples(index=False):
         scale = 1e6 / row.requests if row.requests else math.nan
@@ -122,6 +170,9 @@ def cost_per_million(
                     "unit": unit,
                     "unit_price": float(unit_price),
                     "cost": cost,
+                    "basis": str(getattr(row, bases[name]))
+                    if name in bases
+                    else ("measured" if row.source != "estimated from items" else "estimate"),
                 }
             )
         rows.append(
@@ -132,10 +183,20 @@ def cost_per_million(
                 "unit": "",
                 "unit_price": math.nan,
                 "cost": total,
+                "basis": "",
             }
         )
     return pd.DataFrame(
-        rows, columns=["variant", "component", "per_million_requests", "unit", "unit_price", "cost"]
+        rows,
+        columns=[
+            "variant",
+            "component",
+            "per_million_requests",
+            "unit",
+            "unit_price",
+            "cost",
+            "basis",
+        ],
     )
 
 
@@ -144,7 +205,16 @@ def assumptions(prices: dict[str, Any], usage_table: pd.DataFrame, target: str) 
     lines = [
         f"Prices: {prices['region']}, {prices['currency']}, as of {prices['date']} "
         f"(sources: {', '.join(prices['sources'])}).",
-        "One API Gateway REST request per client request; polling GETs are not counted.",
+        "One API Gateway REST request per client request attempt (retries are billed).",
+        "DynamoDB reads: the stream processor's strongly consistent read of each record's "
+        "item (1 read unit per 4 KB), plus one status GET per polled request; an estimate "
+        "from these counts where no read metric was recorded.",
+        f"CloudWatch Logs ingestion: an estimate, {PLATFORM_LOG_BYTES} bytes of platform lines "
+        "per invocation plus one handler line per request handled (direct "
+        f"{HANDLER_LOG_BYTES['direct']} bytes, storage_first {HANDLER_LOG_BYTES['storage_first']}"
+        " bytes), measured from what the handlers log.",
+        "SQS: one SendMessage per batch the event source mapping parked on the failure "
+        "destination; reading it back (a re-drive) is not counted.",
         "Lambda billed duration = each invocation's Duration + InitDuration rounded up to 1 ms.",
         f"Item size = request body + {ITEM_OVERHEAD_BYTES} bytes of attributes; "
         "1 write unit per 1 KB written, 1 read unit per 4 KB read (on-demand).",

@@ -48,10 +48,11 @@ def lag_frame(server: pd.DataFrame, variant: str = "storage_first") -> pd.DataFr
 
 
 def lag_summary(lags: pd.DataFrame) -> pd.DataFrame:
-    """Per variant and measure: n, mean, quantiles, max with 95% CIs."""
+    """Per variant and measure: n, trials, mean, quantiles, max with 95% CIs (covering the
+    variation between trials too)."""
     parts = []
     for measure in LAG_MEASURES:
-        summary = describe_groups(lags, ["variant"], measure)
+        summary = describe_groups(lags, ["variant"], measure, trial_column="trial")
         summary.insert(1, "measure", measure)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)

@@ -65,10 +65,11 @@ def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFra
     """Per variant and measure ("latency_ms" from actual send, "latency_from_intended_ms" from
     intended send) of successful answers: n, mean, p50..p99.9, max with 95% CIs.
     ``warmup=True`` summarises warm-up."""
-    rows = answered_rows(client, ["variant", *LATENCY_COLUMNS], warmup=warmup)
+    rows = answered_rows(client, ["variant", "trial", *LATENCY_COLUMNS], warmup=warmup)
     parts = []
     for column in LATENCY_COLUMNS:
-        summary = describe_groups(rows, ["variant"], column)
+        # Intervals cover the variation between trials too (analysis.stats.describe).
+        summary = describe_groups(rows, ["variant"], column, trial_column="trial")
         summary.insert(1, "measure", column)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)

@@ -21,7 +21,7 @@ _PRICE_KEYS = ("region", "date", "currency", "sources", "prices")
 
 @dataclass(frozen=True)
 class Run:
-    """One run folder in memory: its manifest and its five tables (read-only by convention)."""
+    """One run folder in memory: its manifest and its tables (read-only by convention)."""
 
     path: Path
     manifest: dict[str, Any]
@@ -30,6 +30,10 @@ class Run:
     parked: pd.DataFrame
     metrics: pd.DataFrame
     trials: pd.DataFrame = field(repr=False)
+    redriven: pd.DataFrame = field(
+        repr=False, default_factory=lambda: schema.empty_frame(schema.REDRIVEN)
+    )
+    """Requests ``asyncbench redrive`` processed again (empty when none were)."""
 
     @property
     def run_id(self) -> str:
@@ -80,6 +84,7 @@ def load_run(path: Path | str) -> Run:
         parked=schema.read_table(run_dir, schema.PARKED),
         metrics=schema.read_table(run_dir, schema.METRICS),
         trials=schema.read_table(run_dir, schema.TRIALS),
+        redriven=schema.read_table(run_dir, schema.REDRIVEN),
     )
     # Parquet decoding leaves freed buffers in Arrow's pool; hand them back before analysis.
     pa.default_memory_pool().release_unused()

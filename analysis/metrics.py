@@ -56,6 +56,8 @@ def lambda_usage(metrics: pd.DataFrame, variant: str) -> LambdaUsage | None:
     if (durations["source"] == "cloudwatch").any():
         # Per-period averages: each invocation is billed its duration rounded up, ~ +0.5 ms.
         billed = invocations * (float(durations["value"].mean()) + 0.5)
+        # INIT is billed too: per-invocation init figures (the handlers' logs) add exactly.
+        billed += float(np.ceil(inits.loc[inits["source"] != "cloudwatch", "value"]).sum())
         return LambdaUsage(invocations, billed, exact=False)
     billed = float(np.ceil(durations["value"]).sum() + np.ceil(inits["value"]).sum())
     return LambdaUsage(invocations, billed, exact=True)

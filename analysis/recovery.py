@@ -1,9 +1,7 @@
-"""Failure recovery: request accounting (incl. LOST), errors around an outage, recovery time,
-and the delay poison records cause to healthy ones.
+"""Failure recovery: errors around an outage, recovery time, and the delay poison records
+cause to healthy ones (the per-request accounting is in ``analysis.accounting``).
 
 Definitions (stated in the report):
-- lost, storage_first: the client got a 202 but the item is neither terminal nor parked.
-- lost, direct: the client got an error (or a 200) and no item was ever stored for it.
 - recovery time: from the outage's end to the first second after which every one-second bin
   stays recovered: storage_first: backlog at or below the pre-outage peak (plus tolerance) and
   the median accepted->processed lag of requests arriving then within the tolerance of the
@@ -19,16 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from analysis.lag import TERMINAL
-from analysis.latency import SUCCESS_OUTCOMES
 
 __all__ = [
     "TRANSIENT_ERRORS",
     "RecoveryTolerance",
-    "accounting",
     "errors_around_outage",
     "outage_windows",
     "poison_delay",
@@ -60,55 +54,6 @@ class RecoveryTolerance:
             f"transient error share within {self.error_share_slack:.0%} of the pre-outage "
             "share (direct)"
         )
-
-
-def _ids_in(values: pd.Series, candidates: pd.Series | np.ndarray) -> pd.Series:
-    """``values.isin(candidates)`` for id strings, done by Arrow: pandas' own isin walks the
-    candidates in Python, which takes seconds for a million ids."""
-    wanted = pa.array(np.asarray(candidates, dtype=object), type=pa.string(), from_pandas=True)
-    found = pc.is_in(pa.array(values, type=pa.string(), from_pandas=True), value_set=wanted)
-    return pd.Series(found.fill_null(False).to_numpy(zero_copy_only=False), index=values.index)
-
-
-def accounting(client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: sent, accepted, client_errors, succeeded, failed, parked, pending,
-    duplicates, lost (all rows, warm-up included: every request must be accounted for) and
-    items_collected; lost is NaN when no item of the variant was collected at all."""
-    rows = []
-    requests = client[["variant", "outcome", "request_id"]]
-    for variant, sent in requests.groupby("variant", observed=True):
-        items = server.loc[
-            server["variant"] == variant, ["request_id", "status", "duplicates"]
-        ].drop_duplicates("request_id")
-        parked_rows = parked.loc[parked["variant"] == variant]
-        parked_ids = parked_rows["request_id"].dropna().unique()
-        answered_ok = sent["outcome"].isin(SUCCESS_OUTCOMES)
-        has_item = _ids_in(sent["request_id"], items["request_id"])
-        is_terminal = _ids_in(
-            sent["request_id"], items.loc[items["status"].isin(TERMINAL), "request_id"]
-        )
-        is_parked = _ids_in(sent["request_id"], parked_ids)
-        if variant == "storage_first":
-            lost = answered_ok & ~is_terminal & ~is_parked
-        else:
-            lost = ~has_item & ~is_parked
-        rows.append(
-            {
-                "variant": variant,
-                "sent": len(sent),
-                "accepted": int(answered_ok.sum()),
-                "client_errors": int((~answered_ok).sum()),
-                "succeeded": int((items["status"] == "SUCCEEDED").sum()),
-                "failed": int((items["status"] == "FAILED").sum()),
-                "parked": len(parked_ids) if len(parked_ids) else len(parked_rows),
-                "pending": int((items["status"] == "PENDING").sum()),
-                "duplicates": int(items["duplicates"].fillna(0).sum()),
-                # Without any collected item, loss cannot be told from a failed collection.
-                "lost": int(lost.sum()) if len(items) else math.nan,
-                "items_collected": len(items),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 def outage_windows(trials: pd.DataFrame) -> pd.DataFrame:

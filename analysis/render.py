@@ -78,6 +78,8 @@ def render(ax: Axes, plot: PlotData) -> None:
     if plot.xlog and not plot.empty:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plain)
+        # Matplotlib's own minor labels on a short log range read "4x10^0" and overlap.
+        ax.xaxis.set_minor_formatter(FuncFormatter(_sparse_minor_label))
     if plot.ylog and not plot.empty:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(plain)
@@ -89,17 +91,27 @@ def render(ax: Axes, plot: PlotData) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         unique = dict(zip(labels, handles, strict=True))
-        # A fixed corner: "best" placement scans every point of every line.
-        ax.legend(unique.values(), unique.keys(), fontsize=8, loc=plot.legend_loc, framealpha=0.8)
+        # Outside the axes, right of them: a legend never hides data ("best" placement inside
+        # would also scan every point of every line).
+        ax.legend(
+            unique.values(),
+            unique.keys(),
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            frameon=False,
+        )
 
 
 def to_png(
-    plot: PlotData, *, width_in: float = 7.0, height_in: float = 3.6, dpi: int = 100
+    plot: PlotData, *, width_in: float = 8.4, height_in: float = 3.6, dpi: int = 100
 ) -> bytes:
     """The plot rendered to PNG bytes (Agg)."""
     figure = Figure(figsize=(width_in, height_in), dpi=dpi)
     # Fixed margins: tight layout would double the drawing time of every figure.
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
+    # The right quarter holds the legend (outside the axes).
+    figure.subplots_adjust(left=0.1, right=0.74, bottom=0.15, top=0.9)
     FigureCanvasAgg(figure)
     render(figure.add_subplot(), plot)
     buffer = io.BytesIO()

@@ -21,8 +21,22 @@ from analysis.compare import compare_groups
 from analysis.latency import answered_rows
 from analysis.recovery import RecoveryTolerance
 from analysis.render import to_png
-from analysis.stats import ALPHA
-from analysis.tables import interval_table, to_html, to_markdown
+from analysis.report_tables import (
+    accounting_table,
+    dropped_banner,
+    headline_table,
+    provenance_table,
+    redriven_table,
+    trial_sends_table,
+    verdict_table,
+)
+from analysis.stats import ALPHA, n_for_bounded
+from analysis.tables import (
+    UNBOUNDED,
+    interval_table,
+    to_html,
+    to_markdown,
+)
 
 __all__ = ["Block", "Report", "build_report", "write_report"]
 
@@ -56,39 +70,23 @@ def _figure(plot: plots.PlotData, prefix: str) -> Block:
     return Block("figure", text=plot.title, figure=to_png(plot), name=f"{prefix}-{plot.key}.png")
 
 
-def _revision(suite: dict[str, Any]) -> str:
-    revision = suite.get("revision") or suite.get("git_revision") or "?"
-    return f"{revision} (uncommitted changes)" if suite.get("dirty") else str(revision)
-
-
-def _when(stamp: Any) -> str:
-    """The manifest's times are {"iso": ..., "ms": ...}; older writers used a plain string."""
-    if isinstance(stamp, dict):
-        return str(stamp.get("iso") or stamp.get("ms") or "?")
-    return "?" if stamp is None else str(stamp)
-
-
-def _provenance(analysis: RunAnalysis) -> pd.DataFrame:
-    manifest = analysis.run.manifest
-    suite = manifest.get("suite") or {}
-    config = analysis.run.stack_config
-    rows = [
-        ("run id", analysis.run.run_id),
-        ("folder", str(analysis.run.path)),
-        ("target", f"{analysis.run.target} ({manifest.get('region', '?')})"),
-        ("suite", f"{suite.get('version', '?')} @ {_revision(suite)}"),
-        (
-            "started / ended",
-            f"{_when(manifest.get('started_at'))} / {_when(manifest.get('ended_at'))}",
+def _glance_blocks(
+    analyses: Sequence[RunAnalysis], verdicts: Sequence[Verdict], currency: str
+) -> list[Block]:
+    return [
+        Block("h2", "At a glance"),
+        Block("table", table=verdict_table(verdicts)),
+        Block(
+            "p",
+            "Latency from the intended send time (coordinated omission corrected) of successful "
+            "answers, warm-up excluded; 95% intervals that include the variation between trials; "
+            f"'{UNBOUNDED}' = the sample cannot bound that side (a bounded p99 needs "
+            f"{n_for_bounded(0.99):,} requests, p99.9 {n_for_bounded(0.999):,}). Processed "
+            "result: direct answers after processing; storage_first's 202 comes first and the "
+            f"work later. Cost per million requests in {currency}.",
         ),
-        ("seed", manifest.get("seed", "?")),
-        ("partial", analysis.run.partial),
-        ("machine", json.dumps(manifest.get("machine", {}), sort_keys=True)),
-        ("stack config", ", ".join(f"{k}={v}" for k, v in sorted(config.items()))),
-        ("scenario", json.dumps(analysis.run.scenario, sort_keys=True, default=str)),
-        ("SLO p99 / error threshold", f"{analysis.slo_p99_ms:g} ms / {analysis.error_threshold:g}"),
+        Block("table", table=headline_table(analyses)),
     ]
-    return pd.DataFrame(rows, columns=["field", "value"])
 
 
 def _claims_blocks(verdicts: Sequence[Verdict]) -> list[Block]:
@@ -106,6 +104,48 @@ def _claims_blocks(verdicts: Sequence[Verdict]) -> list[Block]:
         ),
         Block("table", table=table),
     ]
+
+
+def _accounting_blocks(analysis: RunAnalysis) -> list[Block]:
+    accounting = analysis.accounting
+    notes = []
+    for row in accounting.itertuples(index=False):
+        if row.retried:
+            notes.append(
+                f"{row.variant}: {row.retried} requests were retried by the client "
+                f"({row.attempts} attempts in all); each is classed by its last attempt"
+            )
+        if row.redriven:
+            notes.append(
+                f"{row.variant}: of which re-driven: {row.redriven} "
+                f"({row.redriven_succeeded} SUCCEEDED after the re-drive)"
+            )
+        if row.rejected_by_status:
+            notes.append(f"{row.variant}: refused by status: {row.rejected_by_status}")
+        if not row.dropped_counted:
+            notes.append(
+                f"{row.variant}: dropped sends not counted by this run's load generator "
+                "(shown as 0; sent = recorded requests)"
+            )
+    blocks = [
+        Block("h3", "Every request accounted for"),
+        Block(
+            "p",
+            "Each request the client meant to send is in exactly one class (a client retry "
+            "belongs to its request; warm-up included). 'unresolved' is not 'lost': collection "
+            "stopped waiting before the request settled.",
+        ),
+        Block("table", table=accounting_table(accounting)),
+    ]
+    if notes:
+        blocks.append(Block("list", items=tuple(notes)))
+    trials = trial_sends_table(analysis)
+    if not trials.empty:
+        blocks += [
+            Block("p", "Per trial: what the load generator could not send"),
+            Block("table", table=trials),
+        ]
+    return blocks
 
 
 def _comparison_table(analysis: RunAnalysis, measure: str) -> pd.DataFrame:
@@ -129,14 +169,8 @@ def _scenario_blocks(
         Block("h2", f"{number}. Scenario {run.scenario_name} — run {run.run_id}"),
         Block("p", str(run.scenario.get("description", ""))),
         Block("h3", "Provenance"),
-        Block("table", table=_provenance(analysis)),
-        Block("h3", "Every request accounted for"),
-        Block(
-            "p",
-            "lost: storage_first = answered 202 but neither terminal nor parked; direct = no "
-            "item was ever stored (e.g. the client got an error). Counts include warm-up.",
-        ),
-        Block("table", table=analysis.accounting),
+        Block("table", table=provenance_table(analysis)),
+        *_accounting_blocks(analysis),
         Block(
             "h3",
             "Response latency of successful answers (ms, warm-up excluded, 95% CI in brackets)",
@@ -150,7 +184,11 @@ def _scenario_blocks(
         _figure(plots.latency_cdf_plot(run.client, "latency_from_intended_ms"), prefix),
         _figure(plots.latency_time_plot(analysis.latency_over_time, shaded), prefix),
         _figure(plots.rate_time_plot(analysis.throughput, shaded), prefix),
-        Block("h3", "Per trial (latency_ms quantiles: q0500 = p50, q0990 = p99)"),
+        Block(
+            "h3",
+            "Per trial: latency from intended send, what the response-latency test compares "
+            "(q0500 = p50, q0990 = p99)",
+        ),
         Block("table", table=analysis.per_trial),
         Block("h3", "Pacing: how late requests left versus their intended send time"),
         Block("table", table=analysis.send_delay),
@@ -190,6 +228,17 @@ def _scenario_blocks(
             Block("table", table=analysis.errors_around_outage),
             Block("table", table=analysis.recovery),
         ]
+    redriven = redriven_table(analysis.run.redriven)
+    if not redriven.empty:
+        blocks += [
+            Block("h3", "Re-driven requests (asyncbench redrive)"),
+            Block(
+                "p",
+                "Parked and long-PENDING requests processed again after the run; the accounting "
+                "above classes them by their item's status after the re-drive.",
+            ),
+            Block("table", table=redriven),
+        ]
     if analysis.has_poison:
         blocks += [
             Block("h3", "Poison records: healthy requests delayed"),
@@ -201,18 +250,32 @@ def _scenario_blocks(
             Block("table", table=analysis.poison),
         ]
     if analysis.is_capacity:
+        hints = tuple(
+            f"{row.variant}, stage {row.stage} ({row.offered_per_s:g}/s): {row.status}: {row.hint}"
+            for row in analysis.stages.itertuples(index=False)
+            if row.hint
+        )
         blocks += [
             Block("h3", "Capacity"),
             Block(
                 "p",
-                f"Knee = highest offered rate where this and every lower stage keep p99 under "
-                f"{analysis.slo_p99_ms:g} ms and errors under {analysis.error_threshold:.1%}. "
-                "Sustained rate = the same, and processing kept up (storage_first's backlog "
-                "grew by at most 5% of the offered rate): a 202 is not the end of the work. "
-                "Concurrency by Little's law at the sustained rate (invocations/s x mean "
-                "duration).",
+                "A stage is judged only if the load generator delivered it "
+                f"({analysis.delivery.describe()}); otherwise it is "
+                "generator-limited: never a pass, never the knee. A stage passes when the upper "
+                f"95% bound of its p99 from intended send time is under {analysis.slo_p99_ms:g} "
+                f"ms and its error share under {analysis.error_threshold:.1%}; with fewer than "
+                f"{n_for_bounded(0.99)} requests p99 has no upper bound and the stage is 'too "
+                "few requests'. Knee = highest offered rate where this and every lower judged "
+                "stage pass. Sustained rate = the same, and processing kept up "
+                "(storage_first's backlog grew by at most 5% of the offered rate): a 202 is not "
+                "the end of the work. Concurrency by Little's law at the sustained rate "
+                "(invocations/s x mean duration).",
             ),
-            Block("table", table=analysis.stages),
+            Block("table", table=analysis.stages.drop(columns=["hint"])),
+        ]
+        if hints:
+            blocks.append(Block("list", items=hints))
+        blocks += [
             Block("table", table=analysis.knees),
             Block("table", table=analysis.concurrency),
             _figure(
@@ -221,7 +284,10 @@ def _scenario_blocks(
         ]
     blocks += [
         Block("h3", "Cost per million requests"),
-        Block("table", table=analysis.usage),
+        Block(
+            "table",
+            table=analysis.usage.drop(columns=["read_basis", "sqs_basis", "log_basis"]),
+        ),
         Block("table", table=analysis.costs),
         _figure(plots.cost_plot(analysis.costs), prefix),
         Block("list", items=tuple(analysis.cost_assumptions)),
@@ -269,9 +335,19 @@ def _methods(tolerance: RecoveryTolerance) -> list[Block]:
             items=(
                 "Every number comes from raw per-request records, never from Locust's statistics.",
                 "Quantile 95% intervals: distribution-free binomial order statistics (exact, no "
-                "resampling); mean: normal interval; max: as observed.",
+                "resampling), widened by a Student-t interval over the per-trial quantiles so "
+                "they include the variation between trials (coverage >= 90% for p50 and p99 in "
+                "simulation, scripts/coverage.py); a side the sample cannot bound is shown as "
+                f"'{UNBOUNDED}' (p99 needs {n_for_bounded(0.99):,} requests, p99.9 "
+                f"{n_for_bounded(0.999):,}); mean: normal interval; max: as observed.",
                 f"Differences across trials: two-sided Mann-Whitney U on per-trial values, alpha "
-                f"{ALPHA}; with too few trials to ever reach alpha it says 'insufficient trials'.",
+                f"{ALPHA}; with too few trials to ever reach alpha it says 'insufficient trials'. "
+                "The response-latency verdict uses only this test, on latency from the intended "
+                "send: supported when p50 and p99 are both significantly faster, not supported "
+                "when either is significantly slower, otherwise not significant.",
+                "Loss: unresolved requests (not settled when collection stopped) are never "
+                "counted lost; with unresolved requests and none lost, or with no failure "
+                "observed, the loss verdict is 'not measured in this run'.",
                 "Ratio intervals: from the two statistics' own intervals (conservative).",
                 "Lag is computed on the server clock only; client latency on the client clock.",
                 f"Recovery: {tolerance.describe()}.",
@@ -309,6 +385,10 @@ def build_report(
                 "local Lambda/API Gateway emulation), not on AWS.",
             )
         )
+    dropped = dropped_banner(analyses)
+    if dropped:
+        blocks.append(Block("banner", dropped))
+    blocks += _glance_blocks(analyses, verdicts, analyses[0].currency if analyses else "")
     blocks += _claims_blocks(verdicts)
     for number, analysis in enumerate(analyses, start=2):
         if progress:

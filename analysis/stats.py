@@ -4,12 +4,25 @@ Quantile intervals use the distribution-free binomial order-statistic method: fo
 of n values, the number of values below the true quantile is Binomial(n, q), so the order
 statistics at that binomial's 2.5% and 97.5% points bracket it with ~95% confidence. It is
 exact for any continuous distribution, needs no resampling and costs one sort, so a million rows
-stay fast and the answer is deterministic. The mean's interval is the normal (CLT) interval; the
-maximum is reported as observed (its interval is the value itself).
+stay fast and the answer is deterministic. When that binomial's upper point lies beyond the
+sample (n < 368 for p99, n < 3,688 for p99.9: see :func:`n_for_bounded`), the sample cannot bound
+the quantile from above and the bound is NaN ("unbounded"), never the sample maximum.
+
+Requests of one trial share its conditions, so pooled requests understate the uncertainty when
+trials drift. :func:`describe` with ``trials`` widens each quantile's interval to cover the
+between-trial variation too: the union of the exact pooled interval and a Student-t interval
+over the per-trial quantiles (estimate +- t(k-1) x sd / sqrt(k)), k = trials. With one trial
+the between-trial part cannot be measured and only the pooled interval is given.
+``scripts/coverage.py`` prints the measured coverage of both (>= 90% for p50 and p99 at n = 500
+and 50,000 with and without 5% drift between 4 trials; the pooled one alone is not).
+
+The mean's interval is the normal (CLT) interval; the maximum is reported as observed (its
+interval is the value itself).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -24,7 +37,9 @@ __all__ = [
     "describe",
     "describe_groups",
     "mann_whitney",
+    "n_for_bounded",
     "quantile_interval",
+    "trial_interval",
 ]
 
 ALPHA = 0.05
@@ -33,25 +48,61 @@ QUANTILES: dict[str, float] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99,
 _Z = float(scipy_stats.norm.ppf(1 - ALPHA / 2))
 
 
+def _ranks(n: int, q: float) -> tuple[int, int]:
+    """1-based ranks of the order statistics bracketing the q-quantile of n values with 95%;
+    a rank below 1 or above n means that side is not bounded by the sample."""
+    lower_rank = int(scipy_stats.binom.ppf(ALPHA / 2, n, q))
+    upper_rank = int(scipy_stats.binom.ppf(1 - ALPHA / 2, n, q)) + 1
+    return lower_rank, upper_rank
+
+
+@functools.cache
+def n_for_bounded(q: float) -> int:
+    """The smallest n whose sample bounds the q-quantile's 95% interval on both sides."""
+    n = 1
+    while _ranks(n, q)[0] < 1 or _ranks(n, q)[1] > n:
+        n += 1
+    return n
+
+
 def quantile_interval(sorted_values: np.ndarray, q: float) -> tuple[float, float, float]:
-    """(estimate, lo, hi) of the q-quantile of already sorted values (binomial order statistics)."""
+    """(estimate, lo, hi) of the q-quantile of already sorted values (binomial order
+    statistics); lo or hi is NaN when the sample is too small to bound that side."""
     n = len(sorted_values)
     if n == 0:
         return (math.nan, math.nan, math.nan)
     estimate = float(np.quantile(sorted_values, q, method="linear"))
-    lower_rank = int(scipy_stats.binom.ppf(ALPHA / 2, n, q))  # 1-based rank r: P(B <= r-1)...
-    upper_rank = int(scipy_stats.binom.ppf(1 - ALPHA / 2, n, q)) + 1
-    lower_index = min(max(lower_rank - 1, 0), n - 1)
-    upper_index = min(max(upper_rank - 1, 0), n - 1)
-    lo = min(float(sorted_values[lower_index]), estimate)
-    hi = max(float(sorted_values[upper_index]), estimate)
+    lower_rank, upper_rank = _ranks(n, q)
+    lo = min(float(sorted_values[lower_rank - 1]), estimate) if lower_rank >= 1 else math.nan
+    hi = max(float(sorted_values[upper_rank - 1]), estimate) if upper_rank <= n else math.nan
     return (estimate, lo, hi)
 
 
-def describe(values: np.ndarray | pd.Series) -> dict[str, float]:
-    """n, mean and the headline quantiles and max, each with ``_lo``/``_hi`` 95% bounds."""
+def trial_interval(
+    estimate: float, lo: float, hi: float, per_trial: np.ndarray
+) -> tuple[float, float]:
+    """Widen the pooled interval (lo, hi) of ``estimate`` to the Student-t interval over the
+    per-trial values of the statistic (see the module docstring); NaN bounds stay unbounded."""
+    values = np.asarray(per_trial, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    k = len(values)
+    if k < 2 or math.isnan(estimate):
+        return lo, hi
+    half = float(scipy_stats.t.ppf(1 - ALPHA / 2, k - 1)) * float(values.std(ddof=1)) / math.sqrt(k)
+    return min(lo, estimate - half), max(hi, estimate + half)
+
+
+def describe(
+    values: np.ndarray | pd.Series, trials: np.ndarray | pd.Series | None = None
+) -> dict[str, float]:
+    """n, mean and the headline quantiles and max, each with ``_lo``/``_hi`` 95% bounds (NaN:
+    unbounded). With ``trials`` (the trial of each value), quantile intervals also cover the
+    variation between trials (:func:`trial_interval`) and ``trials`` counts them."""
     array = np.asarray(values, dtype=np.float64)
-    array = np.sort(array[np.isfinite(array)])
+    finite = np.isfinite(array)
+    order = np.argsort(array[finite], kind="stable")
+    labels = None if trials is None else np.asarray(trials)[finite][order]
+    array = array[finite][order]
     n = len(array)
     row: dict[str, float] = {"n": float(n)}
     if n == 0:
@@ -61,14 +112,29 @@ def describe(values: np.ndarray | pd.Series) -> dict[str, float]:
     mean = float(array.mean())
     half_width = _Z * float(array.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
     row.update(mean=mean, mean_lo=mean - half_width, mean_hi=mean + half_width)
+    groups = []
+    if labels is not None:
+        # Values are sorted, so each trial's values (by a stable sort on its label) stay sorted.
+        by_trial = np.argsort(labels, kind="stable")
+        sorted_labels = labels[by_trial]
+        cuts = np.flatnonzero(sorted_labels[1:] != sorted_labels[:-1]) + 1
+        groups = np.split(array[by_trial], cuts)
+        row["trials"] = float(len(groups))
     for name, q in QUANTILES.items():
-        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = quantile_interval(array, q)
+        estimate, lo, hi = quantile_interval(array, q)
+        if len(groups) >= 2:
+            per_trial = np.array([np.quantile(group, q) for group in groups])
+            lo, hi = trial_interval(estimate, lo, hi, per_trial)
+        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = estimate, lo, hi
     row["max"] = row["max_lo"] = row["max_hi"] = float(array[-1])
     return row
 
 
-def describe_groups(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
-    """:func:`describe` of ``column`` per group of ``by``; one row per group."""
+def describe_groups(
+    frame: pd.DataFrame, by: list[str], column: str, trial_column: str | None = None
+) -> pd.DataFrame:
+    """:func:`describe` of ``column`` per group of ``by``; one row per group. With
+    ``trial_column``, intervals account for between-trial variation."""
     columns = [*by, "n", "mean", "mean_lo", "mean_hi"]
     for name in (*QUANTILES, "max"):
         columns += [name, f"{name}_lo", f"{name}_hi"]
@@ -76,9 +142,14 @@ def describe_groups(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataF
     if len(frame):
         for key, group in frame.groupby(by, sort=True, observed=True):
             keys = key if isinstance(key, tuple) else (key,)
-            rows.append({**dict(zip(by, keys, strict=True)), **describe(group[column])})
+            trials = group[trial_column] if trial_column else None
+            rows.append({**dict(zip(by, keys, strict=True)), **describe(group[column], trials)})
+    if trial_column:
+        columns.insert(len(by) + 1, "trials")
     result = pd.DataFrame(rows, columns=columns)
     result["n"] = result["n"].astype("int64")
+    if trial_column:
+        result["trials"] = result["trials"].fillna(1).astype("int64")
     return result
 
 

@@ -45,6 +45,21 @@ class SyntheticSpec:
     poison_share: float = 0.0
     lost_per_trial: int = 0  # storage_first: accepted items that vanish (never stored)
     parked_per_trial: int = 0  # storage_first: items left PENDING but parked
+    # storage_first: items still PENDING when collection hit its deadline (unresolved)
+    pending_per_trial: int = 0
+    # storage_first: parked items a re-drive later turned SUCCEEDED (rows in data/redriven)
+    redriven_per_trial: int = 0
+    # direct: requests whose first attempt got a 502 and a client retry a 200
+    retried_per_trial: int = 0
+    # slots of the schedule never sent per trial (None: the generator did not count them)
+    dropped_per_trial: int | None = 0
+    workers_lost_per_trial: int = 0
+    # the most the generator sends per second (None: on time); later sends keep their
+    # intended time, so latency from intended time includes the wait
+    generator_limit_per_s: float | None = None
+    # latency multiplier of each repetition (between-trial drift), per variant
+    drift: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    capacity: bool = False  # the scenario declares itself a capacity scenario
     target: str = "local"
     partial: bool = False
     seed: int = 7
@@ -60,6 +75,7 @@ class SyntheticRun:
     parked: pd.DataFrame
     metrics: pd.DataFrame
     trials: pd.DataFrame
+    redriven: pd.DataFrame = field(default_factory=lambda: schema.empty_frame(schema.REDRIVEN))
 
 
 def true_quantile(spec: SyntheticSpec, variant: str, q: float) -> float:
@@ -86,22 +102,38 @@ def _fifo(release_ms: np.ndarray, service_ms: float) -> np.ndarray:
     return index + np.maximum.accumulate(release_ms - index)
 
 
+def _client_frame(
+    run_id: str, trial: int, variant: str, spec: SyntheticSpec, **columns: Any
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"run_id": run_id, "trial": trial, "variant": variant, "scenario": spec.scenario,
+         "worker": "w0", **columns}
+    )  # fmt: skip
+
+
 def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
-    """Frames of one run of ``spec`` (interleaved trials, direct first)."""
+    """Frames of one run of ``spec`` (interleaved trials, direct first), shaped as the real
+    handlers write them: direct stores an item only for a 200 (never for a 400 or a 502)."""
     rng = np.random.default_rng(spec.seed)
     offsets_s, stage_index, stage_rate = _intended_times(spec)
     count = len(offsets_s)
     trial_length_s = float(sum(duration for duration, _ in spec.stages))
-    clients, servers, parked, metrics, trials = [], [], [], [], []
+    clients, servers, parked, metrics, trials, redriven = [], [], [], [], [], []
     trial = 0
     for repetition in range(1, spec.repetitions + 1):
         for variant in VARIANTS:
             trial += 1
             start_ms = EPOCH_MS + (trial - 1) * (trial_length_s + spec.trial_gap_s) * 1000
             intended = start_ms + offsets_s * 1000
-            latency = spec.latency_offset_ms[variant] + rng.exponential(
-                spec.latency_scale_ms[variant], count
+            drift = spec.drift.get(variant, ())
+            factor = drift[(repetition - 1) % len(drift)] if drift else 1.0
+            latency = factor * (
+                spec.latency_offset_ms[variant]
+                + rng.exponential(spec.latency_scale_ms[variant], count)
             )
+            sent = intended.copy()
+            if spec.generator_limit_per_s is not None:
+                sent = _fifo(intended, 1000.0 / spec.generator_limit_per_s)
             ids = pd.Series(np.arange(count)).astype(str).radd(f"{variant[0]}{trial}-").to_numpy()
             poison = rng.random(count) < spec.poison_share
             outcome = np.full(count, "succeeded" if variant == "direct" else "accepted", object)
@@ -112,19 +144,24 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                     start_ms + spec.outage[0] * 1000,
                     start_ms + (spec.outage[0] + spec.outage[1]) * 1000,
                 )
-            accepted = intended.copy()
+            accepted = sent.copy()
             started = accepted + 1.0
             processed = started + spec.work_ms
             stored = np.ones(count, dtype=bool)
             item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
+            retried = np.zeros(count, dtype=bool)
             if variant == "direct":
+                # processor/direct.py: a poison request is a 400 and stores nothing.
                 outcome[poison] = "rejected"
                 status_code[poison] = 400
+                stored &= ~poison
                 if outage_ms is not None:
                     down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
                     outcome[down] = "server_error"
                     status_code[down] = 502
                     stored &= ~down  # a direct 502 during an outage stores nothing
+                retry_index = np.flatnonzero(stored)[3 : 3 + 13 * spec.retried_per_trial : 13]
+                retried[retry_index] = True
             else:
                 release = accepted + spec.lag_ms
                 if outage_ms is not None:
@@ -134,14 +171,21 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                 started = processed - spec.work_ms
             processed_col = processed.astype(np.float64)
             started_col = started.astype(np.float64)
-            pending = np.zeros(count, dtype=bool)
+            unfinished = 0
             if variant == "storage_first":
                 lost_index = np.arange(spec.lost_per_trial) * 7 + 3
                 stored[lost_index] = False
-                parked_index = np.arange(spec.parked_per_trial) * 11 + 5
-                pending[parked_index] = True
+                parked_index = np.arange(spec.parked_per_trial + spec.redriven_per_trial) * 11 + 5
                 item_status[parked_index] = "PENDING"
                 processed_col[parked_index] = np.nan
+                # A re-drive turned the last redriven_per_trial parked items SUCCEEDED.
+                redriven_index = parked_index[spec.parked_per_trial :]
+                item_status[redriven_index] = "SUCCEEDED"
+                processed_col[redriven_index] = accepted[redriven_index] + 600_000.0
+                pending_index = np.arange(spec.pending_per_trial) * 13 + 8
+                item_status[pending_index] = "PENDING"
+                processed_col[pending_index] = np.nan
+                unfinished = spec.pending_per_trial
                 parked.append(
                     pd.DataFrame(
                         {
@@ -157,29 +201,41 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                         }
                     )
                 )
-            warmup = offsets_s < spec.warmup_s
-            clients.append(
-                pd.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "trial": trial,
-                        "variant": variant,
-                        "scenario": spec.scenario,
-                        "worker": "w0",
-                        "attempt": 1,
-                        "intended_at_ms": intended,
-                        "sent_at_ms": intended,
-                        "latency_ms": latency,
-                        "latency_from_intended_ms": latency,
-                        "status_code": status_code,
-                        "outcome": outcome,
-                        "request_id": ids,
-                        "warmup": warmup,
-                        "target_rate_per_s": stage_rate,
-                        "stage": stage_index,
-                    }
+                redriven.append(
+                    pd.DataFrame(
+                        {
+                            "run_id": run_id,
+                            "trial": trial,
+                            "variant": variant,
+                            "request_id": ids[redriven_index],
+                            "source": "parked",
+                            "redriven_at_ms": accepted[redriven_index] + 590_000.0,
+                            "status_before": "PENDING",
+                            "status_after": "SUCCEEDED",
+                        }
+                    )
                 )
-            )
+            warmup = offsets_s < spec.warmup_s
+            waited = sent - intended
+            first = _client_frame(
+                run_id, trial, variant, spec,
+                attempt=1, intended_at_ms=intended, sent_at_ms=sent, latency_ms=latency,
+                latency_from_intended_ms=latency + waited, status_code=status_code,
+                outcome=outcome, request_id=ids, warmup=warmup, target_rate_per_s=stage_rate,
+                stage=stage_index,
+            )  # fmt: skip
+            if retried.any():
+                # The first attempt failed with a 502 (API Gateway gives no request id to
+                # match); the retry 100 ms later got the 200 and the stored item.
+                failed = first.loc[retried].assign(
+                    outcome="server_error", status_code=502, request_id=None, latency_ms=3.0,
+                    latency_from_intended_ms=3.0 + waited[retried],
+                )  # fmt: skip
+                first.loc[retried, "attempt"] = 2
+                first.loc[retried, "sent_at_ms"] += 103.0
+                first.loc[retried, "latency_from_intended_ms"] += 103.0
+                first = pd.concat([failed, first], ignore_index=True)
+            clients.append(first)
             servers.append(
                 pd.DataFrame(
                     {
@@ -193,6 +249,7 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                         "accepted_at_ms": accepted[stored],
                         "started_at_ms": started_col[stored],
                         "processed_at_ms": processed_col[stored],
+                        "error": pd.Series(item_status[stored]).map({"FAILED": "poison request"}),
                         "cold_start": np.arange(count)[stored] == 0,
                         "request_bytes": 100,
                     }
@@ -227,7 +284,11 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                     "warmup_until_ms": start_ms + spec.warmup_s * 1000,
                     "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
                     "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
-                    "rows_written": count,
+                    "rows_written": len(first),
+                    "late_sends": int((waited > 10.0).sum()),
+                    "dropped_sends": spec.dropped_per_trial,
+                    "workers_lost": spec.workers_lost_per_trial,
+                    "unfinished": unfinished,
                     "complete": True,
                 }
             )
@@ -245,6 +306,7 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                 {"start_s": spec.outage[0], "duration_s": spec.outage[1]} if spec.outage else None
             ),
             "repetitions": spec.repetitions,
+            **({"capacity": True} if spec.capacity else {}),
         },
         "stack_config": {"memory_mb": spec.memory_mb, "architecture": "arm64"},
         "target": spec.target,
@@ -265,6 +327,9 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
         else schema.empty_frame(schema.PARKED),
         metrics=pd.concat(metrics, ignore_index=True),
         trials=pd.DataFrame(trials),
+        redriven=pd.concat(redriven, ignore_index=True)
+        if redriven
+        else schema.empty_frame(schema.REDRIVEN),
     )
 
 
@@ -277,4 +342,6 @@ def write_run(run_dir: Path, run: SyntheticRun) -> Path:
         schema.write_table(run_dir, schema.PARKED, run.parked, part="parked-0001")
     schema.write_table(run_dir, schema.METRICS, run.metrics, part="metrics-0001")
     schema.write_table(run_dir, schema.TRIALS, run.trials)
+    if len(run.redriven):
+        schema.write_table(run_dir, schema.REDRIVEN, run.redriven, part="redrive-0001")
     return run_dir

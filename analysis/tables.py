@@ -10,7 +10,9 @@ import pandas as pd
 
 from analysis.stats import QUANTILES
 
-__all__ = ["format_value", "interval_table", "to_html", "to_markdown"]
+__all__ = ["format_interval", "format_value", "interval_table", "to_html", "to_markdown"]
+
+UNBOUNDED = "—"  # a side of an interval the sample cannot bound
 
 
 def format_value(value: object) -> str:
@@ -35,19 +37,28 @@ def format_value(value: object) -> str:
     return str(value)
 
 
+def format_interval(value: float, lo: float, hi: float) -> str:
+    """ "value [lo, hi]"; a side the sample cannot bound (NaN beside a value) as an em dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return format_value(value)
+
+    def side(bound: float) -> str:
+        return UNBOUNDED if bound is None or math.isnan(float(bound)) else format_value(bound)
+
+    return f"{format_value(value)} [{side(lo)}, {side(hi)}]"
+
+
 def interval_table(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """A describe_groups table as "value [lo, hi]" text per statistic, keyed by ``keys``."""
     rows = []
     for row in summary.to_dict("records"):
         shaped = {key: row[key] for key in keys}
         shaped["n"] = int(row["n"])
+        if "trials" in row:
+            shaped["trials"] = int(row["trials"])
         for name in ("mean", *QUANTILES, "max"):
             value, lo, hi = row[name], row[f"{name}_lo"], row[f"{name}_hi"]
-            shaped[name] = (
-                format_value(value)
-                if name == "max"
-                else f"{format_value(value)} [{format_value(lo)}, {format_value(hi)}]"
-            )
+            shaped[name] = format_value(value) if name == "max" else format_interval(value, lo, hi)
         rows.append(shaped)
     return pd.DataFrame(rows)
 

@@ -14,15 +14,17 @@ from analysis.synthetic import SyntheticSpec, build_run
 
 
 def _staircase() -> pd.DataFrame:
-    """direct breaks the 500 ms SLO at 80/s; storage_first errors 5% at 80/s."""
+    """direct breaks the 500 ms SLO at 80/s; storage_first errors 5% at 80/s. 40 s stages: the
+    lowest has 400 requests, enough (>= 368) for a bounded p99."""
     spec = SyntheticSpec(
-        scenario="capacity", stages=((10.0, 10.0), (10.0, 20.0), (10.0, 40.0), (10.0, 80.0)),
+        scenario="capacity", stages=((40.0, 10.0), (40.0, 20.0), (40.0, 40.0), (40.0, 80.0)),
         repetitions=1,
     )  # fmt: skip
     run = build_run(spec)
     client = run.client.copy()
     slow = (client["variant"] == "direct") & (client["stage"] == 3)
     client.loc[slow, "latency_ms"] = 800.0
+    client.loc[slow, "latency_from_intended_ms"] = 800.0
     failing = (client["variant"] == "storage_first") & (client["stage"] == 3)
     client.loc[failing[failing].index[::20], "outcome"] = "server_error"
     return client, run.server
@@ -108,8 +110,23 @@ def test_cost_per_million_known_answer() -> None:
         + unit["lambda_per_million_requests"]
         + gb_seconds * unit["lambda_per_gb_second_arm64"]
         + unit["dynamodb_per_million_write_request_units"]
+        + (cost.PLATFORM_LOG_BYTES + cost.HANDLER_LOG_BYTES["direct"])
+        / 1e3
+        * unit["cloudwatch_logs_ingestion_per_gb"]
     )
     assert table.loc[("direct", "total"), "cost"] == pytest.approx(expected_direct)
+    # storage_first's processor reads each record's item once (strongly consistent): 1 unit.
+    assert table.loc[("storage_first", "DynamoDB read units"), "per_million_requests"] == 1e6
+    assert table.loc[("direct", "DynamoDB read units"), "per_million_requests"] == 0
+    assert "estimate" in table.loc[("storage_first", "DynamoDB read units"), "basis"]
+    assert "estimate" in table.loc[("direct", "CloudWatch Logs ingestion"), "basis"]
+    assert table.loc[("storage_first", "SQS requests"), "per_million_requests"] == 0
+
+
+def test_parked_batches_are_billed_sqs_requests() -> None:
+    run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),), parked_per_trial=5))
+    usage = cost.usage(run.client, run.server, run.metrics, {"memory_mb": 1024}, run.parked)
+    assert usage.set_index("variant").loc["storage_first", "sqs_requests"] == 5
 
 
 def test_cost_without_metrics_is_estimated_and_says_so() -> None:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis import lag, recovery
+from analysis.accounting import accounting
 from analysis.analyze import RunAnalysis
 from analysis.synthetic import SyntheticSpec, build_run
 
@@ -39,6 +40,7 @@ def test_accounting_counts_lost_and_parked(analyses: dict[str, RunAnalysis]) -> 
     assert table.loc["storage_first", "sent"] == 2 * 3000
     # direct: every 502 during the 10 s outage stored nothing -> lost, 500 per trial.
     assert table.loc["direct", "lost"] == 2 * 500
+    assert table.loc["direct", "failed_transiently"] == 2 * 500
     assert table.loc["direct", "client_errors"] == 2 * 500
 
 
@@ -88,8 +90,10 @@ def test_never_drained_backlog_is_not_recovered() -> None:
     row = table.loc[table["variant"] == "storage_first"].iloc[0]
     assert not row["recovered"]
     assert math.isnan(row["recovery_s"])
-    accounting = recovery.accounting(run.client, server, run.parked).set_index("variant")
-    assert accounting.loc["storage_first", "lost"] == int(stuck.sum())
+    # Still PENDING when collection ended: unresolved, never "lost" (the item is in the table).
+    table = accounting(run.client, server, run.parked, run.trials).set_index("variant")
+    assert table.loc["storage_first", "unresolved"] == int(stuck.sum())
+    assert table.loc["storage_first", "lost"] == 0
 
 
 def test_poison_delays_healthy_records_behind_it() -> None:

@@ -111,3 +111,20 @@ def test_time_to_result_cdf_uses_only_polled_rows() -> None:
     data = plots.latency_cdf_plot(client, "time_to_result_ms")
     assert data.title.startswith("Time to result")
     assert data.series[0].x.min() == 100.0 and data.series[0].x.max() == 300.0
+
+
+def test_log_axis_labels_are_plain_and_sparse_and_the_legend_is_outside_the_axes() -> None:
+    """A short log range (2-12 ms): no "4x10^0" minor labels, none between 2x and 5x; the
+    legend sits right of the axes, so it never covers data."""
+    client = _client({"direct": list(np.linspace(3, 12, 200)), "storage_first": [2.0, 2.5, 8.0]})
+    data = plots.latency_cdf_plot(client)
+    figure = Figure(figsize=(8.4, 3.6))
+    canvas = FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    render(ax, data)
+    canvas.draw()
+    minor = [tick.get_text() for tick in ax.xaxis.get_minorticklabels() if tick.get_text()]
+    assert minor and all("times" not in text and "^" not in text for text in minor)
+    assert {text[0] for text in minor} <= {"2", "5"}
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1

@@ -142,6 +142,15 @@ def test_bad_run_folders_give_one_line(
     assert len(error) == 1 and message in error[0]
 
 
+def _api_gateway_costs(markdown: Path) -> list[str]:
+    """The cost cell of each cost-table row for API Gateway requests."""
+    lines = markdown.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| variant | component |"))
+    column = header.strip(" |").split(" | ").index("cost")
+    rows = [line for line in lines if "| API Gateway requests |" in line]
+    return [row.strip(" |").split(" | ")[column] for row in rows]
+
+
 def test_user_price_file_overrides_and_bad_one_is_refused(
     run_folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,7 +161,13 @@ def test_user_price_file_overrides_and_bad_one_is_refused(
     out = tmp_path / "report"
     args = ["report", str(run_folders["baseline"]), "--out", str(out), "--prices", str(price_file)]
     assert main(args) == 0
-    assert "100.00" in (out / "report.md").read_text() or "100" in (out / "report.md").read_text()
+    # The API Gateway row's cost per million requests: 100 with the override (3.50 without).
+    assert _api_gateway_costs(out / "report.md") == ["100", "100"]
+    default_out = tmp_path / "default"
+    assert main(["report", str(run_folders["baseline"]), "--out", str(default_out)]) == 0
+    assert _api_gateway_costs(default_out / "report.md") == ["3.50", "3.50"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenarios"]["baseline"]["direct"]["cost_per_million"]["total"] > 100
     price_file.write_text("{}")
     assert main(args) == 2
     assert "lacks" in capsys.readouterr().err

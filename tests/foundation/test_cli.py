@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from asyncbench import cli
@@ -18,8 +20,18 @@ def test_help_lists_the_contract_commands(capsys: pytest.CaptureFixture[str]) ->
         cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
+    # Each command as an entry of the command list (its own line, its name first), not merely
+    # a word somewhere in the text ("run" is in "runs", "local" in the description).
+    listed = {
+        line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()
+    }
     for command in CONTRACT_COMMANDS:
-        assert command in out
+        assert command in listed, f"{command} is not listed by --help"
+    subcommands = next(
+        action for action in cli.build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )  # fmt: skip
+    assert set(CONTRACT_COMMANDS) <= set(subcommands.choices)
 
 
 def test_expected_errors_are_one_line_and_exit_2(
