@@ -385,6 +385,16 @@ def build_report(
                 "local Lambda/API Gateway emulation), not on AWS.",
             )
         )
+    single = [a.run.run_id for a in analyses if a.run.manifest.get("interleaved") is False]
+    if single:
+        blocks.append(
+            Block(
+                "banner",
+                f"NOT INTERLEAVED: {', '.join(single)} drove its variant(s) on their own (plain "
+                "Locust), not in randomized interleaved trials: drift of the machine or the "
+                "account between variants is not controlled, so compare variants with care.",
+            )
+        )
     dropped = dropped_banner(analyses)
     if dropped:
         blocks.append(Block("banner", dropped))

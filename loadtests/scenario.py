@@ -91,6 +91,9 @@ class Scenario:
     repetitions: int = 2
     slo_p99_ms: float = 500.0
     error_threshold: float = 0.01
+    capacity: bool | None = None
+    """Capacity analysis (knee, sustained and drain rates): None decides from the shape (a rate
+    that steps up); true or false declares it."""
 
     def __post_init__(self) -> None:
         _validate(self, source=_SOURCE.get() or f"scenario {self.name!r}")
@@ -141,6 +144,8 @@ class Scenario:
         data["stages"] = [dataclasses.asdict(stage) for stage in self.stages]
         if self.outage is None:
             del data["outage"]
+        if self.capacity is None:
+            del data["capacity"]  # TOML has no null: a declaration is only ever true or false
         return data
 
     @classmethod
@@ -182,7 +187,7 @@ _FLOAT_FIELDS = {
     "error_threshold", "duration_s", "rate_per_s", "start_s",
 }  # fmt: skip
 _INT_FIELDS = {"work_ms", "payload_bytes", "repetitions", "max_attempts", "backoff_ms"}
-_BOOL_FIELDS = {"poll_results"}
+_BOOL_FIELDS = {"poll_results", "capacity"}
 _STR_FIELDS = {"name", "description"}
 
 

@@ -127,8 +127,18 @@ CLIENT = TableSpec(
         ]
     ),
     required=(
-        "run_id", "trial", "variant", "scenario", "worker", "intended_at_ms", "sent_at_ms",
-        "latency_ms", "latency_from_intended_ms", "status_code", "outcome", "request_id",
+        "run_id",
+        "trial",
+        "variant",
+        "scenario",
+        "worker",
+        "intended_at_ms",
+        "sent_at_ms",
+        "latency_ms",
+        "latency_from_intended_ms",
+        "status_code",
+        "outcome",
+        "request_id",
     ),  # fmt: skip
 )
 
@@ -145,7 +155,9 @@ SERVER = TableSpec(
             _field("attempts", pa.int32(), "processing attempts recorded on the item"),
             _field("duplicates", pa.int32(), "deliveries after the item was already terminal"),
             _field("accepted_at_ms", pa.float64(), "server clock: API Gateway's request time"),
-            _field("started_at_ms", pa.float64(), "server clock: processing of the last attempt began"),
+            _field(
+                "started_at_ms", pa.float64(), "server clock: processing of the last attempt began"
+            ),
             _field("processed_at_ms", pa.float64(), "server clock: item became terminal"),
             _field("error", pa.string(), "error recorded on the item (FAILED)"),
             _field("cold_start", pa.bool_(), "processed by a freshly started environment"),
@@ -170,7 +182,9 @@ PARKED = TableSpec(
             _field("start_sequence_number", pa.string(), "DDBStreamBatchInfo.startSequenceNumber"),
             _field("end_sequence_number", pa.string(), "DDBStreamBatchInfo.endSequenceNumber"),
             _field("batch_size", pa.int32(), "DDBStreamBatchInfo.batchSize"),
-            _field("condition", pa.string(), "requestContext.condition, e.g. RetryAttemptsExhausted"),
+            _field(
+                "condition", pa.string(), "requestContext.condition, e.g. RetryAttemptsExhausted"
+            ),
             _field("approximate_invoke_count", pa.int32(), "requestContext.approximateInvokeCount"),
             _field("timestamp_ms", pa.float64(), "when the mapping sent the record"),
             _field("raw", pa.string(), "the destination record as JSON"),
@@ -187,7 +201,11 @@ METRICS = TableSpec(
             _field("run_id", pa.string(), "run id"),
             _field("trial", pa.int32(), "trial"),
             _field("variant", pa.string(), "variant the metric is about"),
-            _field("source", pa.string(), "'local' (stage metrics log) or 'cloudwatch'"),
+            _field(
+                "source",
+                pa.string(),
+                "'local' (stage metrics log), 'cloudwatch_logs' (per invocation) or 'cloudwatch'",
+            ),
             _field("metric", pa.string(), "e.g. Invocations, Duration, Throttles, IteratorAge"),
             _field("timestamp_ms", pa.float64(), "server clock"),
             _field("value", pa.float64(), "value in `unit`"),
@@ -242,7 +260,9 @@ REDRIVEN = TableSpec(
             _field("request_id", pa.string(), "item id that was processed again"),
             _field("source", pa.string(), "'parked' (failure destination) or 'pending' (cut-off)"),
             _field("redriven_at_ms", pa.float64(), "re-driver clock: when it was re-driven"),
-            _field("status_before", pa.string(), f"item status before: one of {', '.join(STATUSES)}"),
+            _field(
+                "status_before", pa.string(), f"item status before: one of {', '.join(STATUSES)}"
+            ),
             _field("status_after", pa.string(), f"item status after: one of {', '.join(STATUSES)}"),
             _field("error", pa.string(), "error of the re-drive itself, if it failed"),
         ]

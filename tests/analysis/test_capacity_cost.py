@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -142,6 +143,15 @@ def test_cost_without_metrics_is_estimated_and_says_so() -> None:
 def test_capacity_section_only_for_staircases(analyses: dict[str, RunAnalysis]) -> None:
     assert analyses["capacity"].is_capacity
     assert not analyses["baseline"].is_capacity
+    baseline_scenario = analyses["baseline"].run.manifest["scenario"]
+    declared = dataclasses.replace(
+        analyses["baseline"].run,
+        manifest={
+            **analyses["baseline"].run.manifest,
+            "scenario": {**baseline_scenario, "capacity": True},
+        },
+    )
+    assert dataclasses.replace(analyses["baseline"], run=declared).is_capacity
     knees = analyses["capacity"].knees.set_index("variant")
     assert knees.loc["storage_first", "knee_rate_per_s"] == 80.0
 

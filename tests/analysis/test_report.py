@@ -101,6 +101,18 @@ def test_aws_run_has_no_local_label(tmp_path: Path) -> None:
     assert "Local stage" not in page and "PARTIAL RUN" not in page
 
 
+def test_a_plain_locust_run_says_it_was_not_interleaved(tmp_path: Path) -> None:
+    run = build_run(SyntheticSpec(repetitions=1, stages=((5.0, 10.0),)))
+    interleaved = write_run(tmp_path / "interleaved", run)
+    plain = write_run(
+        tmp_path / "plain", replace(run, manifest={**run.manifest, "interleaved": False})
+    )
+    assert main(["report", str(interleaved)]) == 0
+    assert "NOT INTERLEAVED" not in (interleaved / "index.html").read_text()
+    assert main(["report", str(plain)]) == 0
+    assert "NOT INTERLEAVED" in (plain / "index.html").read_text()
+
+
 def test_before_after_section_for_two_runs_of_one_scenario(
     run_folders: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -82,6 +82,7 @@ GOOD = 'name = "x"\n[[stages]]\nduration_s = 10\nrate_per_s = 5\n'
         ('name = "x"\n[client_retry]\nmax_attempts = 0\n[[stages]]\nduration_s = 10\n'
          "rate_per_s = 5\n", "client_retry.max_attempts"),
         ("[[stages]]\nduration_s = 10\nrate_per_s = 5\n", "name"),
+        ('capacity = "yes"\n' + GOOD, "capacity"),
     ],
 )  # fmt: skip
 def test_a_bad_file_names_the_file_and_the_field(tmp_path: Path, text: str, field: str) -> None:
@@ -98,3 +99,12 @@ def test_unknown_names_and_broken_toml_are_clear(tmp_path: Path) -> None:
     path = _write(tmp_path, "name = \n")
     with pytest.raises(ScenarioError, match="not valid TOML"):
         load_scenario(str(path))
+
+
+def test_a_scenario_can_declare_itself_a_capacity_scenario(tmp_path: Path) -> None:
+    declared = load_scenario(str(_write(tmp_path, "capacity = true\n" + GOOD)))
+    assert declared.capacity is True
+    assert declared.to_dict()["capacity"] is True  # reaches the manifest, where analysis reads it
+    undeclared = load_scenario(str(_write(tmp_path, GOOD)))
+    assert undeclared.capacity is None  # decided by the shape
+    assert Scenario.from_dict(undeclared.to_dict(), source="manifest") == undeclared
