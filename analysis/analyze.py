@@ -149,7 +149,7 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         latency_over_time=latency.latency_over_time(client),
         variant_comparison=comparison,
         lags=lags,
-        lag_summary=lag.lag_summary(lags),
+        lag_summary=lag.lag_summary(lags, connection=connection),
         lag_by_start=lag.lag_by_start(lags),
         lag_over_time=lag.lag_over_time(lags, origins),
         backlog=backlog,

@@ -106,12 +106,17 @@ def _order_statistics(
     keys = ", ".join(f'"{name}"' for name in by)
     finite = f'isfinite(CAST("{column}" AS DOUBLE))'
     try:
+        # Groups as pandas forms them (no missing key), also those without a finite value.
+        present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
         counts = connection.execute(
-            f"SELECT {keys}, count(*) AS n FROM rows_in WHERE {finite} GROUP BY {keys}"
+            f"SELECT {keys}, count(*) FILTER (WHERE {finite}) AS n FROM rows_in "
+            f"WHERE {present} GROUP BY {keys}"
         ).df()
         wanted = []
         for row in counts.itertuples(index=False):
             group = tuple(row[: len(by)])
+            if int(row[-1]) == 0:
+                continue
             for rank in _needed_ranks(int(row[-1]), probabilities, bounds):
                 wanted.append((*group, rank))
         ranks = pd.DataFrame(wanted, columns=[*by, "rank_"])
@@ -150,9 +155,13 @@ def quantiles(
     rows = []
     for row in counts.itertuples(index=False):
         group, n = tuple(row[: len(by)]), int(row[-1])
-        at = found[group]
         entry: dict[Any, Any] = dict(zip(by, group, strict=True))
         entry["n"] = n
+        if n == 0:
+            entry.update(dict.fromkeys(probabilities, math.nan))
+            rows.append(entry)
+            continue
+        at = found[group]
         for q in probabilities:
             below = math.floor((n - 1) * q)
             entry[q] = linear_quantile(at[below], at[min(below + 1, n - 1)], n, q)
@@ -190,6 +199,12 @@ def describe_groups(
     rows = []
     for row in counts.itertuples(index=False):
         group, n = tuple(row[: len(by)]), int(row[-1])
+        if n == 0:  # as analysis.stats.describe: every figure NaN, one trial
+            empty: dict[str, Any] = {**dict(zip(by, group, strict=True)), "n": 0.0}
+            for name in ("mean", *QUANTILES, "max"):
+                empty[name] = empty[f"{name}_lo"] = empty[f"{name}_hi"] = math.nan
+            rows.append(empty)
+            continue
         at = found[group]
         mean, sd = moment[group]
         half = _Z * float(sd) / math.sqrt(n) if n > 1 and sd is not None else 0.0
@@ -200,7 +215,7 @@ def describe_groups(
             mask = np.ones(len(per_trial), dtype=bool)
             for name, key in zip(by, group, strict=True):
                 mask &= (per_trial[name] == key).to_numpy()
-            trials = per_trial.loc[mask]
+            trials = per_trial.loc[mask & (per_trial["n"] > 0).to_numpy()]
             entry["trials"] = float(len(trials))
         for name, q in QUANTILES.items():
             below = math.floor((n - 1) * q)

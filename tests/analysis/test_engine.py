@@ -77,3 +77,16 @@ def test_connection_has_the_memory_limit_and_a_spill_directory():
     assert limit in ("286.1 MiB", "300.0 MB")
     assert "asyncbench-engine-" in spill
     assert engine.default_memory_limit().endswith("MB")
+
+
+def test_groups_without_finite_values_and_empty_frames_match_stats(connection):
+    frame = _frame(5, 3000)
+    frame.loc[frame["variant"] == "direct", "latency_ms"] = np.nan
+    frame.loc[frame["trial"] == 2, "latency_ms"] = np.nan  # a trial without values
+    for data in (frame, frame.iloc[0:0]):
+        expected = stats.describe_groups(data, ["variant"], "latency_ms", "trial")
+        got = engine.describe_groups(connection, data, ["variant"], "latency_ms", "trial")
+        exact = [c for c in expected.columns if not c.startswith("mean")]
+        pd.testing.assert_frame_equal(
+            got[exact], expected[exact], check_exact=True, check_dtype=len(data) > 0
+        )
