@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pandas as pd
 
-from analysis import accounting, capacity, cost, lag, latency, recovery
+from analysis import accounting, capacity, cost, engine, lag, latency, recovery
 from analysis.compare import compare_groups
 from analysis.load import Run
 
@@ -28,6 +29,8 @@ class Options:
     error_threshold: float | None = None
     tolerance: recovery.RecoveryTolerance = field(default_factory=recovery.RecoveryTolerance)
     delivery: capacity.Delivery = field(default_factory=capacity.Delivery)
+    memory_limit: str | None = None
+    """The engine's memory limit ("2GB"; None: analysis.engine's default)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,11 @@ def _setting(override: float | None, scenario: dict[str, Any], key: str, default
 
 def analyze_run(run: Run, options: Options) -> RunAnalysis:
     """Compute every table of one run (pure: the Run is not modified)."""
+    with engine.connect(options.memory_limit) as connection:
+        return _analyze_run(run, options, connection)
+
+
+def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnection) -> RunAnalysis:
     client, server, parked, metrics = run.client, run.server, run.parked, run.metrics
     slo = _setting(options.slo_p99_ms, run.scenario, "slo_p99_ms", DEFAULT_SLO_P99_MS)
     threshold = _setting(
@@ -133,15 +141,15 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         run=run,
         slo_p99_ms=slo,
         error_threshold=threshold,
-        latency=latency.latency_summary(client),
-        warmup_latency=latency.latency_summary(client, warmup=True),
+        latency=latency.latency_summary(client, connection=connection),
+        warmup_latency=latency.latency_summary(client, warmup=True, connection=connection),
         cold_warm=latency.cold_warm_summary(client, server),
         outcomes=latency.outcome_rates(client),
         throughput=latency.throughput_over_time(client),
         latency_over_time=latency.latency_over_time(client),
         variant_comparison=comparison,
         lags=lags,
-        lag_summary=lag.lag_summary(lags),
+        lag_summary=lag.lag_summary(lags, connection=connection),
         lag_by_start=lag.lag_by_start(lags),
         lag_over_time=lag.lag_over_time(lags, origins),
         backlog=backlog,

@@ -28,6 +28,7 @@ def make_report(
     delivery_tolerance: float | None = None,
     late_share_limit: float | None = None,
     late_after_ms: float | None = None,
+    memory_limit: str | None = None,
     out: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
@@ -56,6 +57,7 @@ def make_report(
         slo_p99_ms=slo_p99_ms,
         error_threshold=error_threshold,
         delivery=delivery,
+        memory_limit=memory_limit,
     )
     analyses = []
     for run_dir in run_dirs:
@@ -80,6 +82,7 @@ def _report(args: argparse.Namespace) -> int:
         delivery_tolerance=args.delivery_tolerance,
         late_share_limit=args.late_share_limit,
         late_after_ms=args.late_after_ms,
+        memory_limit=args.memory_limit,
         out=args.out,
         progress=lambda message: print(f"report: {message}", flush=True),
     )
@@ -118,6 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--late-after-ms",
         type=float,
         help="a send is late this long after its intended time (default 100)",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="memory the analysis engine (DuckDB) may use before it spills to a temporary "
+        "directory, e.g. 2GB (default: a quarter of this machine's memory)",
     )
     parser.add_argument("--out", type=Path, help="write the report here instead")
     parser.set_defaults(handler=_report)

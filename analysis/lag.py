@@ -7,9 +7,11 @@ neither terminal (SUCCEEDED/FAILED) nor parked on the failure destination by t.
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis import engine
 from analysis.stats import describe_groups
 
 __all__ = [
@@ -47,12 +49,19 @@ def lag_frame(server: pd.DataFrame, variant: str = "storage_first") -> pd.DataFr
     ).reset_index(drop=True)
 
 
-def lag_summary(lags: pd.DataFrame) -> pd.DataFrame:
+def lag_summary(
+    lags: pd.DataFrame, *, connection: duckdb.DuckDBPyConnection | None = None
+) -> pd.DataFrame:
     """Per variant and measure: n, trials, mean, quantiles, max with 95% CIs (covering the
-    variation between trials too)."""
+    variation between trials too), computed by the engine (``connection``, else its own)."""
+    if connection is None:
+        with engine.connect() as opened:
+            return lag_summary(lags, connection=opened)
     parts = []
     for measure in LAG_MEASURES:
-        summary = describe_groups(lags, ["variant"], measure, trial_column="trial")
+        summary = engine.describe_groups(
+            connection, lags[["variant", "trial", measure]], ["variant"], measure, "trial"
+        )
         summary.insert(1, "measure", measure)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)

@@ -7,9 +7,11 @@ apart. Time axes are seconds since the trial's first intended send, pooled acros
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis import engine
 from analysis.stats import describe_groups
 
 __all__ = [
@@ -61,15 +63,26 @@ def warmup_rows(client: pd.DataFrame, columns: list[str] | None = None) -> pd.Da
     return client.loc[mask] if columns is None else client.loc[mask, columns]
 
 
-def latency_summary(client: pd.DataFrame, *, warmup: bool = False) -> pd.DataFrame:
+def latency_summary(
+    client: pd.DataFrame,
+    *,
+    warmup: bool = False,
+    connection: duckdb.DuckDBPyConnection | None = None,
+) -> pd.DataFrame:
     """Per variant and measure ("latency_ms" from actual send, "latency_from_intended_ms" from
     intended send) of successful answers: n, mean, p50..p99.9, max with 95% CIs.
-    ``warmup=True`` summarises warm-up."""
+    ``warmup=True`` summarises warm-up. The order statistics come from the engine
+    (``connection``, else a connection of its own; see analysis.engine)."""
+    if connection is None:
+        with engine.connect() as opened:
+            return latency_summary(client, warmup=warmup, connection=opened)
     rows = answered_rows(client, ["variant", "trial", *LATENCY_COLUMNS], warmup=warmup)
     parts = []
     for column in LATENCY_COLUMNS:
         # Intervals cover the variation between trials too (analysis.stats.describe).
-        summary = describe_groups(rows, ["variant"], column, trial_column="trial")
+        summary = engine.describe_groups(
+            connection, rows, ["variant"], column, trial_column="trial"
+        )
         summary.insert(1, "measure", column)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)

@@ -58,11 +58,26 @@ def _ranks(n: int, q: float) -> tuple[int, int]:
 
 @functools.cache
 def n_for_bounded(q: float) -> int:
-    """The smallest n whose sample bounds the q-quantile's 95% interval on both sides."""
-    n = 1
-    while _ranks(n, q)[0] < 1 or _ranks(n, q)[1] > n:
-        n += 1
-    return n
+    """The smallest n whose sample bounds the q-quantile's 95% interval on both sides.
+
+    Both conditions are monotone in n (the lower rank is >= 1 once (1-q)^n < ALPHA/2, the upper
+    rank <= n once q^n <= ALPHA/2), so a bisection finds the same n as counting up from 1."""
+
+    def bounded(n: int) -> bool:
+        lower_rank, upper_rank = _ranks(n, q)
+        return lower_rank >= 1 and upper_rank <= n
+
+    high = 1
+    while not bounded(high):
+        high *= 2
+    low = high // 2  # not bounded (or 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if bounded(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def quantile_interval(sorted_values: np.ndarray, q: float) -> tuple[float, float, float]:

@@ -50,8 +50,8 @@ class StageSide(Protocol):
     def begin_trial(self) -> None:
         """Remember where the failure destination stands, so only this trial's records count."""
 
-    def items(self, variant: str) -> list[dict[str, Any]]:
-        """All items of the run on the variant's table, as plain dicts."""
+    def items(self, variant: str) -> Iterable[dict[str, Any]]:
+        """All items of the run on the variant's table, as plain dicts (read once, in order)."""
 
     def new_parked_records(self) -> list[dict[str, Any]]:
         """Failure-destination records that arrived since the last call (or begin_trial)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from loadtests.collect_aws_logs import (
     invocation_rows,
     read_log_events,
 )
-from loadtests.collect_dynamodb import resolve_parked_record, scan_run_items
+from loadtests.collect_dynamodb import iter_run_items, resolve_parked_record
 from stack.endpoints import Endpoints
 from stack.outputs import AWS_RESOURCES_KEY
 
@@ -55,6 +56,7 @@ PARKED_VISIBILITY_S = 3600
 # late: after the last trial, wait this long before reading them.
 DEFAULT_SETTLE_S = 180.0
 SETTLE_PROGRESS_S = 15.0
+SCAN_PROGRESS_S = 15.0  # a progress line while a long Scan of the run's items goes on
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,13 @@ class AwsStageSide:
         long_poll_s: int = DEFAULT_LONG_POLL_S,
         drain_deadline_s: float = SQS_DRAIN_DEADLINE_S,
         settle_s: float = DEFAULT_SETTLE_S,
+        page_size: int | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.run_id = run_id
+        self.page_size = page_size
+        self.progress = progress or _say
         self.long_poll_s = long_poll_s
         self.drain_deadline_s = drain_deadline_s
         self.settle_s = settle_s
@@ -243,8 +249,24 @@ class AwsStageSide:
                 ],
             )
 
-    def items(self, variant: str) -> list[dict[str, Any]]:
-        return scan_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
+    def items(self, variant: str) -> Iterator[dict[str, Any]]:
+        """The run's items page by page as the Scan returns them (a table of tens of millions
+        is not read into one list here), with a progress line every :data:`SCAN_PROGRESS_S`."""
+        table = self.endpoints.variant(variant).table
+        started = last = time.monotonic()
+
+        def on_page(pages: int, items: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= SCAN_PROGRESS_S:
+                last = time.monotonic()
+                self.progress(
+                    f"scanning {table}: {items:,} items of the run in {pages:,} pages, "
+                    f"{last - started:.0f} s"
+                )
+
+        return iter_run_items(
+            self.dynamodb, table, self.run_id, page_size=self.page_size, on_page=on_page
+        )
 
     def new_parked_records(self) -> list[dict[str, Any]]:
         """Parked records that arrived since the last call, read with SQS long polling.
@@ -380,3 +402,7 @@ class AwsStageSide:
             if not token:
                 return rows
             arguments["NextToken"] = token
+
+
+def _say(message: str) -> None:
+    print(f"collect: {message}", file=sys.stderr, flush=True)

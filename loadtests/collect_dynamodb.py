@@ -9,14 +9,20 @@ the records (24 h on AWS).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-__all__ = ["plain", "resolve_parked_record", "resolve_sequence_range", "scan_run_items"]
+__all__ = [
+    "iter_run_items",
+    "plain",
+    "resolve_parked_record",
+    "resolve_sequence_range",
+    "scan_run_items",
+]
 
 _DESERIALIZER = TypeDeserializer()
 # GetRecords returns at most 1000 records per call; a destination batch is far smaller
@@ -35,25 +41,43 @@ def plain(value: Any) -> Any:
     return value
 
 
-def scan_run_items(dynamodb: Any, table: str, run_id: str) -> list[dict[str, Any]]:
-    """Every item of ``table`` stored with ``run_id``, as plain dicts (all pages)."""
-    items: list[dict[str, Any]] = []
+def iter_run_items(
+    dynamodb: Any,
+    table: str,
+    run_id: str,
+    *,
+    page_size: int | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every item of ``table`` stored with ``run_id``, as plain dicts, page by page as the Scan
+    returns them (at most ``page_size`` items read per call; DynamoDB's own page is 1 MB).
+    ``on_page(pages, items)`` is called after each page with the totals so far."""
     arguments: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "run_id = :run",
         "ExpressionAttributeValues": {":run": {"S": run_id}},
         "ConsistentRead": True,  # a status written just before the scan must be seen
     }
+    if page_size:
+        arguments["Limit"] = page_size
+    pages = items = 0
     while True:
         page = dynamodb.scan(**arguments)
+        pages += 1
         for raw in page.get("Items", []):
-            items.append(
-                {key: plain(_DESERIALIZER.deserialize(value)) for key, value in raw.items()}
-            )
+            items += 1
+            yield {key: plain(_DESERIALIZER.deserialize(value)) for key, value in raw.items()}
+        if on_page is not None:
+            on_page(pages, items)
         last_key = page.get("LastEvaluatedKey")
         if not last_key:
-            return items
+            return
         arguments["ExclusiveStartKey"] = last_key
+
+
+def scan_run_items(dynamodb: Any, table: str, run_id: str) -> list[dict[str, Any]]:
+    """Every item of ``table`` stored with ``run_id``, as plain dicts (all pages)."""
+    return list(iter_run_items(dynamodb, table, run_id))
 
 
 def resolve_sequence_range(

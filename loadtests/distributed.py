@@ -253,7 +253,7 @@ class MasterGenerator:
             gevent.sleep(0.05)
         ended_ms = now_ms()
         if self._recorder is not None:
-            self._recorder.flush()
+            self._recorder.close()
         master_cpu_s = time.process_time() - cpu_at_go
         tallies: dict[str, WorkerTally] = {}
         for index, name in enumerate(names):

@@ -272,7 +272,7 @@ class LocalGenerator:
         ended_ms = now_ms()
         self.context.close()
         if recorder is not None:
-            recorder.flush()
+            recorder.close()
         tally = WorkerTally(
             counted=current.counted,
             written=writer.written.get(self.WORKER, 0),

@@ -126,7 +126,7 @@ class _Run:
         ended_ms = time.time() * 1000.0
         interrupted = not current.finished
         CONTEXT.close()
-        recorder.flush()
+        recorder.close()
         self.round = None
         tally = WorkerTally(
             counted=current.counted,

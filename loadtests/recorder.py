@@ -7,6 +7,12 @@ sends them to the master (distributed workers; see ``loadtests.users``). Part na
 ``f"{trial:04d}-{worker}-{chunk:05d}"`` so parts of different workers never collide. The
 recorder counts what it wrote per worker, which the driver checks against Locust's count.
 No Locust here: flushing is driven by whoever owns the recorder.
+
+Parts at scale: each flush is one row group appended to the worker's open part; a part is
+closed (and only then takes its real name) after :data:`PART_ROWS` rows or
+:data:`PART_SECONDS`, and by :meth:`Recorder.close` at the end of the trial. At 10k requests/s
+for an hour that is 36 parts of a million rows per worker, not 7,200 of 5,000; memory holds one
+flush, never a part.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,8 @@ from reports.schema import CLIENT, write_table
 __all__ = [
     "FLUSH_INTERVAL_S",
     "FLUSH_ROWS",
+    "PART_ROWS",
+    "PART_SECONDS",
     "PartWriter",
     "Recorder",
     "columns_to_rows",
@@ -35,6 +44,8 @@ __all__ = [
 
 FLUSH_INTERVAL_S = 2.0
 FLUSH_ROWS = 5000
+PART_ROWS = 1_000_000
+PART_SECONDS = 60.0
 
 Row = dict[str, Any]
 _CLIENT_COLUMNS = frozenset(CLIENT.schema.names)
@@ -42,33 +53,69 @@ Sink = Callable[[str, list[Row]], None]
 
 
 class PartWriter:
-    """Sink that writes each batch of one worker as a new CLIENT part of the run folder."""
+    """Sink that appends each batch of one worker to that worker's open CLIENT part of the run
+    folder, rolling to a new part every :data:`PART_ROWS` rows or :data:`PART_SECONDS`."""
 
-    def __init__(self, run_dir: Path, trial: int) -> None:
+    def __init__(
+        self, run_dir: Path, trial: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.trial = trial
+        self._clock = clock
         self._chunks: dict[str, int] = defaultdict(int)
+        self._open: dict[str, _OpenPart] = {}
         self.written: dict[str, int] = defaultdict(int)
 
     def __call__(self, worker: str, rows: list[Row]) -> None:
         if not rows:
             return
-        chunk = self._chunks[worker]
-        self._chunks[worker] += 1
-        part = f"{self.trial:04d}-{_safe(worker)}-{chunk:05d}"
         unknown = rows[0].keys() - _CLIENT_COLUMNS
         missing = [name for name in CLIENT.required if name not in rows[0]]
         if unknown or missing:  # rows are built in one place; the first one stands for all
+            part = self._next_part(worker)
             write_table(self.run_dir, CLIENT, pd.DataFrame.from_records(rows), part=part)
         else:
             # Straight to Arrow with the CLIENT schema: several times cheaper than through
             # pandas, which keeps the recorder's cost per request small (bench_loadgen.py).
-            path = self.run_dir / CLIENT.location / f"{part}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".parquet.tmp")
-            pq.write_table(pa.Table.from_pylist(rows, schema=CLIENT.schema), temporary)
-            os.replace(temporary, path)  # never half a parquet file under its real name
+            current = self._open.get(worker)
+            if current is None:
+                current = self._open[worker] = self._start(worker)
+            current.writer.write_table(pa.Table.from_pylist(rows, schema=CLIENT.schema))
+            current.rows += len(rows)
+            if current.rows >= PART_ROWS or self._clock() - current.opened >= PART_SECONDS:
+                self._finish(worker)
         self.written[worker] += len(rows)
+
+    def close(self) -> None:
+        """Close every open part under its real name (the end of the trial)."""
+        for worker in list(self._open):
+            self._finish(worker)
+
+    def _next_part(self, worker: str) -> str:
+        chunk = self._chunks[worker]
+        self._chunks[worker] += 1
+        return f"{self.trial:04d}-{_safe(worker)}-{chunk:05d}"
+
+    def _start(self, worker: str) -> _OpenPart:
+        path = self.run_dir / CLIENT.location / f"{self._next_part(worker)}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".parquet.tmp")
+        writer = pq.ParquetWriter(temporary, CLIENT.schema)
+        return _OpenPart(path, temporary, writer, self._clock())
+
+    def _finish(self, worker: str) -> None:
+        current = self._open.pop(worker)
+        current.writer.close()
+        os.replace(current.temporary, current.path)  # never half a parquet file under its name
+
+
+@dataclass
+class _OpenPart:
+    path: Path
+    temporary: Path
+    writer: pq.ParquetWriter
+    opened: float
+    rows: int = 0
 
 
 class Recorder:
@@ -103,6 +150,13 @@ class Recorder:
         buffers, self._buffers = self._buffers, defaultdict(list)
         for worker, rows in buffers.items():
             self._sink(worker, rows)
+
+    def close(self) -> None:
+        """Flush, then close the sink's open parts (a sink that keeps none has no ``close``)."""
+        self.flush()
+        close = getattr(self._sink, "close", None)
+        if close is not None:
+            close()
 
 
 def rows_to_columns(rows: list[Row]) -> dict[str, list[Any]]:

@@ -304,3 +304,28 @@ def test_an_empty_receive_with_messages_on_the_queue_does_not_end_the_read(aws: 
     assert fake.deleted == []  # rows not written yet
     side.acknowledge()
     assert fake.deleted == ["h1"]
+
+
+def test_items_are_read_page_by_page_with_a_progress_line(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _table("tbl-sf")
+    for number in range(23):
+        _put("tbl-sf", f"id-{number:02d}", "SUCCEEDED")
+    _put("tbl-sf", "other-run", "SUCCEEDED", run_id="run-2")
+    monkeypatch.setattr(collect_aws, "SCAN_PROGRESS_S", 0.0)
+    lines: list[str] = []
+    side = AwsStageSide(_endpoints("https://sqs/queue"), RUN, page_size=5, progress=lines.append)
+    calls: list[int] = []
+    scan = side.dynamodb.scan
+    monkeypatch.setattr(
+        side.dynamodb, "scan", lambda **kw: calls.append(kw.get("Limit")) or scan(**kw)
+    )
+    items = side.items("storage_first")
+    assert not calls  # nothing read before the collector asks for the items
+    first = next(iter(items))
+    assert first["run_id"] == RUN and len(calls) == 1
+    rest = list(items)
+    assert sorted(item["id"] for item in [first, *rest]) == [f"id-{n:02d}" for n in range(23)]
+    assert len(calls) == 5 and set(calls) == {5}  # 24 items (one of another run) in pages of 5
+    assert lines[-1].startswith("scanning tbl-sf: 23 items of the run in 5 pages")

@@ -100,7 +100,8 @@ def test_a_worker_killed_mid_trial_is_counted_not_hidden(local_stage: Any, tmp_p
     try:
         # Kill one worker (and its child) once the first trial's rows are flowing.
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(tmp_path.glob("*/data/client/*.parquet")):
+        # The first rows are in an open part (*.parquet.tmp) until the part closes.
+        while time.monotonic() < deadline and not list(tmp_path.glob("*/data/client/*.parquet*")):
             time.sleep(0.2)  # polling the run folder for the first rows, with a deadline
         os.killpg(workers[1].pid, signal.SIGKILL)
         out, err = master.communicate(timeout=240)

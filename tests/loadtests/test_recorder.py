@@ -35,8 +35,11 @@ def test_parts_never_collide_and_every_row_is_written(tmp_path: Path) -> None:
     recorder.add("w0", _row(10, "w0"))
     recorder.flush()
     recorder.flush()  # nothing buffered: no empty part
+    assert not list((tmp_path / CLIENT.location).glob("*.parquet"))  # open parts: not yet
+    recorder.close()
     names = sorted(path.stem for path in (tmp_path / CLIENT.location).glob("*.parquet"))
-    assert names == ["0003-w0-00000", "0003-w0-00001", "0003-w1-00000"]
+    assert names == ["0003-w0-00000", "0003-w1-00000"]  # a flush is a row group, not a part
+    assert not list((tmp_path / CLIENT.location).glob("*.tmp"))
     assert dict(writer.written) == {"w0": 6, "w1": 5}
     assert dict(recorder.recorded) == {"w0": 6, "w1": 5}
     frame = read_table(tmp_path, CLIENT)
@@ -109,7 +112,38 @@ def test_the_fast_arrow_path_writes_what_the_schema_path_writes(tmp_path: Path) 
 
     rows = [_row(number, "w0") for number in range(5)]
     rows[1].update(time_to_result_ms=12.5, result_status="SUCCEEDED", error="x", warmup=True)
-    PartWriter(tmp_path / "fast", trial=3)("w0", rows)
+    fast_writer = PartWriter(tmp_path / "fast", trial=3)
+    fast_writer("w0", rows)
+    fast_writer.close()
     write_table(tmp_path / "slow", CLIENT, pd.DataFrame.from_records(rows), part="p")
     fast, slow = read_table(tmp_path / "fast", CLIENT), read_table(tmp_path / "slow", CLIENT)
     pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_parts_roll_by_rows_and_by_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorder_module, "PART_ROWS", 4)
+    now = [0.0]
+    writer = PartWriter(tmp_path, trial=1, clock=lambda: now[0])
+    writer("w0", [_row(n, "w0") for n in range(3)])
+    writer("w0", [_row(n, "w0") for n in range(3, 5)])  # 5 rows >= 4: the part closes
+    writer("w0", [_row(5, "w0")])
+    now[0] = recorder_module.PART_SECONDS  # a minute old: closes after this batch
+    writer("w0", [_row(6, "w0")])
+    writer("w0", [_row(7, "w0")])  # a new part, open until close()
+    location = tmp_path / CLIENT.location
+    assert sorted(path.stem for path in location.glob("*.parquet")) == [
+        "0001-w0-00000",
+        "0001-w0-00001",
+    ]
+    writer.close()
+    parts = sorted(location.glob("*.parquet"))
+    assert [len(read_table_part(path)) for path in parts] == [5, 2, 1]
+    frame = read_table(tmp_path, CLIENT)
+    assert sorted(frame["request_id"]) == sorted(f"id-{n}" for n in range(8))
+    assert writer.written["w0"] == 8
+
+
+def read_table_part(path: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path)

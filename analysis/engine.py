@@ -1,0 +1,241 @@
+"""The embedded analytical engine (DuckDB) for passes over per-request tables, exact.
+
+Why DuckDB: it is embedded (a wheel, no server), reads Parquet parts and pandas/Arrow frames
+in place, sorts and groups out of core (it spills to a temporary directory past its memory
+limit), runs in parallel, and its window functions give exact order statistics. Polars was the
+other candidate; its streaming engine does not spill sorts as reliably, and DuckDB's SQL keeps
+each pass one readable statement.
+
+Exactness: quantiles here are numpy's ``method="linear"`` (Hyndman-Fan type 7), computed from
+the two order statistics DuckDB fetches by rank, interpolated with numpy's own formula
+(``_lerp``), so every figure is the one :mod:`analysis.stats` gives on the same rows, bit for
+bit; their intervals use the same binomial ranks (:func:`analysis.stats._ranks`).
+
+The memory limit: :func:`connect` takes it (``"2GB"``, ``"512MB"``); None means
+:data:`DEFAULT_MEMORY_FRACTION` of the machine's memory (``asyncbench report --memory-limit``).
+Spill files go to a fresh temporary directory removed when the connection is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psutil
+
+from analysis.stats import _Z, QUANTILES, _ranks, trial_interval
+
+__all__ = [
+    "DEFAULT_MEMORY_FRACTION",
+    "connect",
+    "default_memory_limit",
+    "describe_groups",
+    "linear_quantile",
+    "quantiles",
+]
+
+DEFAULT_MEMORY_FRACTION = 0.25
+
+
+def default_memory_limit() -> str:
+    """A quarter of the machine's memory, in MB (DuckDB's own default is 80%)."""
+    total = psutil.virtual_memory().total
+    return f"{int(total * DEFAULT_MEMORY_FRACTION / 2**20)}MB"
+
+
+@contextlib.contextmanager
+def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with a memory limit and its own spill directory."""
+    spill = tempfile.mkdtemp(prefix="asyncbench-engine-")
+    connection = duckdb.connect(
+        ":memory:",
+        config={
+            "memory_limit": memory_limit or default_memory_limit(),
+            "temp_directory": spill,
+            "preserve_insertion_order": False,
+        },
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def linear_quantile(lower: float, upper: float, n: int, q: float) -> float:
+    """numpy's linear quantile from the order statistics at floor((n-1)q) and the next one
+    (``numpy.lib._function_base_impl._lerp``, the same float operations in the same order)."""
+    virtual = (n - 1) * q
+    gamma = virtual - math.floor(virtual)
+    difference = upper - lower
+    if gamma >= 0.5:
+        return upper - difference * (1 - gamma)
+    return lower + difference * gamma
+
+
+def _needed_ranks(n: int, probabilities: Sequence[float], bounds: bool) -> set[int]:
+    """0-based ranks whose values the quantiles (and with ``bounds`` their intervals) need."""
+    ranks = {n - 1}
+    for q in probabilities:
+        below = math.floor((n - 1) * q)
+        ranks.update((below, min(below + 1, n - 1)))
+        if bounds:
+            lower_rank, upper_rank = _ranks(n, q)
+            ranks.update(rank - 1 for rank in (lower_rank, upper_rank) if 1 <= rank <= n)
+    return ranks
+
+
+def _order_statistics(
+    connection: duckdb.DuckDBPyConnection,
+    frame: pd.DataFrame,
+    by: list[str],
+    column: str,
+    probabilities: Sequence[float],
+    bounds: bool,
+) -> tuple[pd.DataFrame, dict[tuple[Any, ...], dict[int, float]]]:
+    """Per group of ``by``: n (a frame) and the values at the needed 0-based ranks of the
+    finite values of ``column`` in ascending order ({group: {rank: value}})."""
+    connection.register("rows_in", frame)
+    keys = ", ".join(f'"{name}"' for name in by)
+    finite = f'isfinite(CAST("{column}" AS DOUBLE))'
+    try:
+        # Groups as pandas forms them (no missing key), also those without a finite value.
+        present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
+        counts = connection.execute(
+            f"SELECT {keys}, count(*) FILTER (WHERE {finite}) AS n FROM rows_in "
+            f"WHERE {present} GROUP BY {keys}"
+        ).df()
+        wanted = []
+        for row in counts.itertuples(index=False):
+            group = tuple(row[: len(by)])
+            if int(row[-1]) == 0:
+                continue
+            for rank in _needed_ranks(int(row[-1]), probabilities, bounds):
+                wanted.append((*group, rank))
+        ranks = pd.DataFrame(wanted, columns=[*by, "rank_"])
+        for name in by:  # the join compares like with like
+            ranks[name] = ranks[name].astype(counts[name].dtype)
+        connection.register("ranks_in", ranks)
+        values = connection.execute(
+            f"""
+            SELECT {keys}, rank_, value_ FROM (
+                SELECT {keys}, CAST("{column}" AS DOUBLE) AS value_,
+                       row_number() OVER (PARTITION BY {keys} ORDER BY "{column}") - 1 AS rank_
+                FROM rows_in WHERE {finite}
+            ) JOIN ranks_in USING ({keys}, rank_)
+            """
+        ).fetchall()
+    finally:
+        connection.unregister("rows_in")
+        with contextlib.suppress(Exception):
+            connection.unregister("ranks_in")
+    found: dict[tuple[Any, ...], dict[int, float]] = {}
+    for record in values:
+        found.setdefault(tuple(record[:-2]), {})[int(record[-2])] = float(record[-1])
+    return counts, found
+
+
+def quantiles(
+    connection: duckdb.DuckDBPyConnection,
+    frame: pd.DataFrame,
+    by: list[str],
+    column: str,
+    probabilities: Sequence[float],
+) -> pd.DataFrame:
+    """Per group of ``by``: n and numpy's linear quantile of the finite values of ``column``
+    for each probability (columns named by the probability), groups sorted."""
+    counts, found = _order_statistics(connection, frame, by, column, probabilities, False)
+    rows = []
+    for row in counts.itertuples(index=False):
+        group, n = tuple(row[: len(by)]), int(row[-1])
+        entry: dict[Any, Any] = dict(zip(by, group, strict=True))
+        entry["n"] = n
+        if n == 0:
+            entry.update(dict.fromkeys(probabilities, math.nan))
+            rows.append(entry)
+            continue
+        at = found[group]
+        for q in probabilities:
+            below = math.floor((n - 1) * q)
+            entry[q] = linear_quantile(at[below], at[min(below + 1, n - 1)], n, q)
+        rows.append(entry)
+    result = pd.DataFrame(rows, columns=[*by, "n", *probabilities])
+    return result.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def describe_groups(
+    connection: duckdb.DuckDBPyConnection,
+    frame: pd.DataFrame,
+    by: list[str],
+    column: str,
+    trial_column: str | None = None,
+) -> pd.DataFrame:
+    """:func:`analysis.stats.describe_groups` computed by the engine: the same columns and, for
+    the quantiles, max and their intervals, the same numbers. The mean and its interval come
+    from DuckDB's sums (equal to numpy's pairwise sums to about 1e-15 relative)."""
+    probabilities = list(QUANTILES.values())
+    counts, found = _order_statistics(connection, frame, by, column, probabilities, True)
+    per_trial = None
+    if trial_column:
+        per_trial = quantiles(connection, frame, [*by, trial_column], column, probabilities)
+    connection.register("rows_in", frame)
+    keys = ", ".join(f'"{name}"' for name in by)
+    try:
+        moments = connection.execute(
+            f'SELECT {keys}, avg(CAST("{column}" AS DOUBLE)) AS mean_, '
+            f'stddev_samp(CAST("{column}" AS DOUBLE)) AS sd_ FROM rows_in '
+            f'WHERE isfinite(CAST("{column}" AS DOUBLE)) GROUP BY {keys}'
+        ).fetchall()
+    finally:
+        connection.unregister("rows_in")
+    moment = {tuple(row[: len(by)]): (float(row[-2]), row[-1]) for row in moments}
+    rows = []
+    for row in counts.itertuples(index=False):
+        group, n = tuple(row[: len(by)]), int(row[-1])
+        if n == 0:  # as analysis.stats.describe: every figure NaN, one trial
+            empty: dict[str, Any] = {**dict(zip(by, group, strict=True)), "n": 0.0}
+            for name in ("mean", *QUANTILES, "max"):
+                empty[name] = empty[f"{name}_lo"] = empty[f"{name}_hi"] = math.nan
+            rows.append(empty)
+            continue
+        at = found[group]
+        mean, sd = moment[group]
+        half = _Z * float(sd) / math.sqrt(n) if n > 1 and sd is not None else 0.0
+        entry: dict[str, Any] = {**dict(zip(by, group, strict=True)), "n": float(n)}
+        entry.update(mean=mean, mean_lo=mean - half, mean_hi=mean + half)
+        trials = None
+        if per_trial is not None:
+            mask = np.ones(len(per_trial), dtype=bool)
+            for name, key in zip(by, group, strict=True):
+                mask &= (per_trial[name] == key).to_numpy()
+            trials = per_trial.loc[mask & (per_trial["n"] > 0).to_numpy()]
+            entry["trials"] = float(len(trials))
+        for name, q in QUANTILES.items():
+            below = math.floor((n - 1) * q)
+            estimate = linear_quantile(at[below], at[min(below + 1, n - 1)], n, q)
+            lower_rank, upper_rank = _ranks(n, q)
+            lo = min(at[lower_rank - 1], estimate) if lower_rank >= 1 else math.nan
+            hi = max(at[upper_rank - 1], estimate) if upper_rank <= n else math.nan
+            if trials is not None and len(trials) >= 2:
+                lo, hi = trial_interval(estimate, lo, hi, trials[q].to_numpy())
+            entry[name], entry[f"{name}_lo"], entry[f"{name}_hi"] = estimate, lo, hi
+        entry["max"] = entry["max_lo"] = entry["max_hi"] = at[n - 1]
+        rows.append(entry)
+    columns = [*by, "n", "mean", "mean_lo", "mean_hi"]
+    for name in (*QUANTILES, "max"):
+        columns += [name, f"{name}_lo", f"{name}_hi"]
+    if trial_column:
+        columns.insert(len(by) + 1, "trials")
+    result = pd.DataFrame(rows, columns=columns)
+    result = result.sort_values(by, kind="stable").reset_index(drop=True)
+    result["n"] = result["n"].astype("int64")
+    if trial_column:
+        result["trials"] = result["trials"].fillna(1).astype("int64")
+    return result

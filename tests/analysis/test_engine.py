@@ -1,0 +1,92 @@
+"""The engine's quantiles and summaries equal numpy's (analysis.stats) on the same rows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import engine, stats
+
+
+@pytest.fixture(scope="module")
+def connection():
+    with engine.connect("256MB") as opened:
+        yield opened
+
+
+def _frame(seed: int, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    values = 10 + rng.exponential(20, n)
+    values[rng.random(n) < 0.01] = np.nan  # non-finite values are left out by both
+    values[: n // 7] = np.round(values[: n // 7])  # ties
+    return pd.DataFrame(
+        {
+            "variant": rng.choice(["direct", "storage_first"], n),
+            "trial": rng.integers(0, 5, n),
+            "latency_ms": values,
+        }
+    )
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 369, 5000])
+def test_quantiles_equal_numpy_linear_bit_for_bit(connection, n):
+    frame = _frame(n, n)
+    probabilities = [0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0]
+    result = engine.quantiles(connection, frame, ["variant"], "latency_ms", probabilities)
+    for row in result.itertuples(index=False):
+        values = frame.loc[frame["variant"] == row[0], "latency_ms"].to_numpy()
+        values = values[np.isfinite(values)]
+        assert row[1] == len(values)
+        for position, q in enumerate(probabilities, start=2):
+            assert row[position] == np.quantile(values, q), (n, q)  # exact, not approximate
+
+
+def test_linear_quantile_matches_numpy_on_awkward_fractions():
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        n = int(rng.integers(2, 400))
+        q = float(rng.random())
+        values = np.sort(rng.normal(0, 1e6, n))
+        below = math.floor((n - 1) * q)
+        mine = engine.linear_quantile(values[below], values[min(below + 1, n - 1)], n, q)
+        assert mine == np.quantile(values, q)
+
+
+@pytest.mark.parametrize("trial_column", [None, "trial"])
+def test_describe_groups_equals_stats(connection, trial_column):
+    frame = _frame(11, 20_000)
+    expected = stats.describe_groups(frame, ["variant"], "latency_ms", trial_column)
+    got = engine.describe_groups(connection, frame, ["variant"], "latency_ms", trial_column)
+    assert list(got.columns) == list(expected.columns)
+    exact = [c for c in expected.columns if not c.startswith("mean")]
+    pd.testing.assert_frame_equal(got[exact], expected[exact], check_exact=True)
+    # The mean is DuckDB's sum, numpy's is pairwise: equal to rounding.
+    pd.testing.assert_frame_equal(
+        got[["mean", "mean_lo", "mean_hi"]], expected[["mean", "mean_lo", "mean_hi"]], rtol=1e-12
+    )
+
+
+def test_connection_has_the_memory_limit_and_a_spill_directory():
+    with engine.connect("300MB") as connection:
+        limit, spill = connection.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+    assert limit in ("286.1 MiB", "300.0 MB")
+    assert "asyncbench-engine-" in spill
+    assert engine.default_memory_limit().endswith("MB")
+
+
+def test_groups_without_finite_values_and_empty_frames_match_stats(connection):
+    frame = _frame(5, 3000)
+    frame.loc[frame["variant"] == "direct", "latency_ms"] = np.nan
+    frame.loc[frame["trial"] == 2, "latency_ms"] = np.nan  # a trial without values
+    for data in (frame, frame.iloc[0:0]):
+        expected = stats.describe_groups(data, ["variant"], "latency_ms", "trial")
+        got = engine.describe_groups(connection, data, ["variant"], "latency_ms", "trial")
+        exact = [c for c in expected.columns if not c.startswith("mean")]
+        pd.testing.assert_frame_equal(
+            got[exact], expected[exact], check_exact=True, check_dtype=len(data) > 0
+        )
