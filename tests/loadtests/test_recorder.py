@@ -127,7 +127,7 @@ def test_parts_roll_by_rows_and_by_time(tmp_path: Path, monkeypatch: pytest.Monk
     writer("w0", [_row(n, "w0") for n in range(3)])
     writer("w0", [_row(n, "w0") for n in range(3, 5)])  # 5 rows >= 4: the part closes
     writer("w0", [_row(5, "w0")])
-    now[0] = recorder_module.PART_SECONDS  # a minute old: closes after this batch
+    now[0] = recorder_module.PART_SECONDS  # old enough: closes after this batch
     writer("w0", [_row(6, "w0")])
     writer("w0", [_row(7, "w0")])  # a new part, open until close()
     location = tmp_path / CLIENT.location
