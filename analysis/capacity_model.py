@@ -138,6 +138,8 @@ def _pair_by_request_id(durations: pd.DataFrame, batches: pd.DataFrame) -> pd.Da
 def fit_invocation_cost(points: pd.DataFrame, batch_concurrency: int = 1) -> InvocationCost:
     """Least squares of ``duration_ms`` on ``ceil(batch_size / batch_concurrency)``.
 
+    A ``batch_concurrency`` column (a tune run: each trial its own) overrides the argument.
+
     Per-trial means use ``batch / concurrency`` (the mean of the waves, approximately). Fewer
     than two distinct wave counts leave the slope undetermined: then all of the duration is
     taken as per-record cost (overhead 0), the conservative reading for scaling out.
@@ -146,7 +148,12 @@ def fit_invocation_cost(points: pd.DataFrame, batch_concurrency: int = 1) -> Inv
         raise ValueError("no invocation records to fit")
     per_invocation = str(points["basis"].iloc[0]) == "per invocation" if "basis" in points else True
     batch = points["batch_size"].to_numpy(dtype=float)
-    waves = np.ceil(batch / batch_concurrency) if per_invocation else batch / batch_concurrency
+    concurrency = (
+        points["batch_concurrency"].to_numpy(dtype=float)
+        if "batch_concurrency" in points
+        else np.full(len(points), float(batch_concurrency))
+    )
+    waves = np.ceil(batch / concurrency) if per_invocation else batch / concurrency
     duration = points["duration_ms"].to_numpy(dtype=float)
     basis = "per invocation" if per_invocation else "per-trial means"
     if len(np.unique(waves)) < 2:
@@ -168,6 +175,8 @@ class CapacityPlan:
     """= stream shards."""
     parallelization_factor: int | None
     """Smallest factor whose lanes drain the rate; None if even 10 cannot."""
+    batch_concurrency: int
+    """Records per batch at once the plan needs (the given one, or more)."""
     lanes: int
     storage_first_concurrency: int
     expected_lag_ms: float
@@ -186,15 +195,24 @@ def plan_capacity(
     direct_duration_ms: float,
     memory_mb: int = 256,
     account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
+    max_batch_concurrency: int = 100,
 ) -> CapacityPlan:
-    """Shards, lanes, concurrency, lag and Lambda GB-seconds for ``rate_per_s`` (a model)."""
+    """Shards, lanes, concurrency, lag and Lambda GB-seconds for ``rate_per_s`` (a model).
+
+    When even a factor of 10 cannot drain the rate, ``batch_concurrency`` is raised (up to
+    ``max_batch_concurrency``) until it can; the plan says which it needs.
+    """
     partitions = max(1, math.ceil(rate_per_s * WRITES_PER_REQUEST / PARTITION_WCU_PER_S))
-    per_lane = sustained_rate_per_s(
-        cost, shards=1, parallelization_factor=1, batch_size=batch_size,
-        batch_concurrency=batch_concurrency,
-    )  # fmt: skip
-    needed_lanes = math.ceil(rate_per_s / per_lane)
-    factor = max(1, math.ceil(needed_lanes / partitions))
+    # Raise the factor first (up to 10); past that, records processed at once per batch.
+    while True:
+        per_lane = sustained_rate_per_s(
+            cost, shards=1, parallelization_factor=1, batch_size=batch_size,
+            batch_concurrency=batch_concurrency,
+        )  # fmt: skip
+        factor = max(1, math.ceil(math.ceil(rate_per_s / per_lane) / partitions))
+        if factor <= MAX_PARALLELIZATION_FACTOR or batch_concurrency >= max_batch_concurrency:
+            break
+        batch_concurrency += 1
     parallelization_factor = factor if factor <= MAX_PARALLELIZATION_FACTOR else None
     lanes = partitions * min(factor, MAX_PARALLELIZATION_FACTOR)
     # Steady state per lane: a batch holds what arrived while the previous one ran.
@@ -214,6 +232,7 @@ def plan_capacity(
         rate_per_s=rate_per_s,
         partitions=partitions,
         parallelization_factor=parallelization_factor,
+        batch_concurrency=batch_concurrency,
         lanes=lanes,
         storage_first_concurrency=lanes,
         expected_lag_ms=lag,
@@ -246,6 +265,7 @@ def plan_table(
                 "rate_per_s": rate,
                 "shards": plan.partitions,
                 "parallelization_factor": plan.parallelization_factor,
+                "batch_concurrency": plan.batch_concurrency,
                 "lanes": plan.lanes,
                 "storage_first_concurrency": plan.storage_first_concurrency,
                 "expected_lag_ms": plan.expected_lag_ms,

@@ -73,8 +73,14 @@ def test_plan_gives_partitions_lanes_and_littles_law() -> None:
     assert plan.direct_concurrency == pytest.approx(250)
     assert plan.direct_within_account_limit
     assert math.isfinite(plan.expected_lag_ms) and plan.expected_lag_ms < 1000
+    # One at a time a lane drains 10/0.22 s = 45/s: 10 x 20 lanes are too few, so the plan
+    # raises batch_concurrency until they suffice (10 records at 20+20 ms: 250/s per lane).
     slow = plan_capacity(10_000, cost, batch_size=10, batch_concurrency=1, direct_duration_ms=25)
-    assert slow.parallelization_factor is None and math.isinf(slow.expected_lag_ms)
+    assert slow.parallelization_factor is not None and slow.batch_concurrency > 1
+    assert slow.lanes * 10_000 / (20 + math.ceil(10 / slow.batch_concurrency) * 20) >= 10_000
+    capped = plan_capacity(10_000, cost, batch_size=10, batch_concurrency=1,
+                           direct_duration_ms=25, max_batch_concurrency=1)  # fmt: skip
+    assert capped.parallelization_factor is None and math.isinf(capped.expected_lag_ms)
     table = plan_table([1000, 100_000], cost, batch_size=100, batch_concurrency=10,
                        direct_duration_ms=25)  # fmt: skip
     assert list(table["shards"]) == [2, 200]
