@@ -37,6 +37,7 @@ __all__ = [
     "analyze_tune",
     "is_tune_run",
     "pareto_frontier",
+    "recommend",
     "tune_plot",
 ]
 
@@ -235,7 +236,7 @@ def _score(strategy: str, table: pd.DataFrame, key: str) -> Callable[[pd.DataFra
     return score
 
 
-def _recommend(
+def recommend(
     table: pd.DataFrame, per_trial: pd.DataFrame, key: str,
     configurations: dict[str, dict[str, Any]],
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
@@ -313,7 +314,7 @@ def analyze_tune(run: Run, prices: dict[str, Any]) -> TuneResult:
         slo_lag_p99_ms=None if slo_lag is None else float(slo_lag),
         table=table,
         per_trial=trials_frame,
-        recommendations=_recommend(table, trials_frame, key, configurations),
+        recommendations=recommend(table, trials_frame, key, configurations),
         configurations=configurations,
     )
 
