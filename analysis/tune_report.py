@@ -195,7 +195,9 @@ def tune_blocks(run: Run, result: TuneResult) -> list[Any]:
                 "(AWS's documented limit), 2 writes of <= 1 KB per request; Lambda polls each "
                 "shard 4 times a second (mean wait 125 ms); lag = poll + 1.5 batch durations; "
                 "direct concurrency by Little's law (rate x mean duration) against the default "
-                "account limit of 1,000; compute cost = Lambda GB-seconds only.",
+                "account limit of 1,000, with the run's mean direct Duration or, in a "
+                "storage-first tune run without direct traffic, the model's one-record "
+                "invocation; compute cost = Lambda GB-seconds only.",
             ),
             Block("table", table=_display(plan)),
         ]
