@@ -66,4 +66,5 @@ def test_tune_settings_apply_live_and_restore(local_stage: LocalStage) -> None:
     finally:
         settings.restore()
     assert settings.current() == before
-    assert local_stage.event_source_mapping.settings.parallelization_factor == 1
+    restored = local_stage.event_source_mapping.settings.parallelization_factor
+    assert restored == before["parallelization_factor"]
