@@ -6,6 +6,7 @@ import argparse
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from asyncbench.paths import reports_dir
 
@@ -40,6 +41,8 @@ def make_report(
     from analysis.load import load_prices, load_run
     from analysis.report import build_report, write_report
     from analysis.summary import build_summary
+    from analysis.tune import analyze_tune, is_tune_run
+    from analysis.tune_report import tune_blocks, tune_summary
 
     say = progress or (lambda _message: None)
     from analysis.capacity import Delivery
@@ -67,7 +70,16 @@ def make_report(
         analyses.append(analyze_run(run, options))
     verdicts = judge_claims(analyses)
     summary = build_summary(analyses, verdicts)
-    report = build_report(analyses, verdicts, summary, tolerance=options.tolerance, progress=say)
+    extra: list[Any] = []
+    for analysis in analyses:
+        if is_tune_run(analysis.run):
+            say(f"tune tables of {analysis.run.run_id}")
+            result = analyze_tune(analysis.run, options.prices)
+            summary.setdefault("tune", {})[analysis.run.run_id] = tune_summary(analysis.run, result)
+            extra += tune_blocks(analysis.run, result)
+    report = build_report(
+        analyses, verdicts, summary, tolerance=options.tolerance, progress=say, extra_blocks=extra
+    )
     target = out or _default_out(list(run_dirs))
     say(f"writing {target}")
     return write_report(target, report)

@@ -363,8 +363,10 @@ def build_report(
     *,
     tolerance: RecoveryTolerance | None = None,
     progress: Progress | None = None,
+    extra_blocks: Sequence[Block] = (),
 ) -> Report:
-    """The whole document for one or several runs."""
+    """The whole document for one or several runs; ``extra_blocks`` (the tune section) come
+    after the scenarios."""
     tolerance = tolerance or RecoveryTolerance()
     scenarios = ", ".join(dict.fromkeys(a.run.scenario_name for a in analyses))
     title = f"asyncbench report: {scenarios}"
@@ -404,6 +406,7 @@ def build_report(
         if progress:
             progress(f"rendering {analysis.run.scenario_name} ({analysis.run.run_id})")
         blocks += _scenario_blocks(analysis, number, tolerance)
+    blocks += extra_blocks
     blocks += _before_after_blocks(analyses)
     blocks += _methods(tolerance)
     return Report(title=title, blocks=tuple(blocks), summary=summary)

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "stack.cli",  # synth, deploy, destroy
     "stack.local.cli",  # local up / status / down
     "loadtests.cli",  # scenarios, run, worker
+    "loadtests.tune",  # tune
     "loadtests.redrive",  # redrive
     "analysis.cli",  # report
     "asyncbench.demo",  # demo

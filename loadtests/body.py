@@ -37,6 +37,7 @@ class BodyFactory:
         poison = self._random.random() < self._scenario.poison_share
         body = {
             "work_ms": self._scenario.work_ms,
+            "work_kind": self._scenario.work_kind,
             "fail": "always" if poison else "never",
             "outages": self._outages,
             "payload": self._payload,

@@ -21,7 +21,7 @@ from loadtests.trials import draw_seed
 from loadtests.wire import DEFAULT_MASTER_PORT
 from stack.endpoints import default_endpoints_path, read_endpoints
 
-__all__ = ["register", "scenario_table"]
+__all__ = ["read_target_endpoints", "register", "run_with_interrupts", "scenario_table"]
 
 EXIT_INTERRUPTED = 130
 
@@ -83,17 +83,23 @@ def _scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from loadtests.run import RunControl, RunRequest, execute_run
-
-    scenario = load_scenario(args.scenario).with_overrides(rate=args.rate, duration=args.duration)
-    endpoints_path = Path(args.endpoints) if args.endpoints else default_endpoints_path(args.target)
-    endpoints = read_endpoints(endpoints_path, target=args.target)
-    if endpoints.target != args.target:
+def read_target_endpoints(target: str, path: str | None) -> tuple[Path, Any]:
+    """The endpoints file of ``target`` (or ``path``), checked to be for that target."""
+    endpoints_path = Path(path) if path else default_endpoints_path(target)  # type: ignore[arg-type]
+    endpoints = read_endpoints(endpoints_path, target=target)  # type: ignore[arg-type]
+    if endpoints.target != target:
         raise RunError(
-            f"{endpoints_path} is for target {endpoints.target!r}, not {args.target!r}; "
+            f"{endpoints_path} is for target {endpoints.target!r}, not {target!r}; "
             "pass the right --endpoints or --target"
         )
+    return endpoints_path, endpoints
+
+
+def _run(args: argparse.Namespace) -> int:
+    from loadtests.run import RunControl, RunRequest
+
+    scenario = load_scenario(args.scenario).with_overrides(rate=args.rate, duration=args.duration)
+    endpoints_path, endpoints = read_target_endpoints(args.target, args.endpoints)
     repetitions = args.repetitions or scenario.repetitions
     request = RunRequest(
         scenario=scenario,
@@ -113,8 +119,19 @@ def _run(args: argparse.Namespace) -> int:
             "endpoints_file": str(endpoints_path),
         },
     )
-    control = RunControl()
-    display = ProgressDisplay()
+    control, display = RunControl(), ProgressDisplay()
+    outcome = run_with_interrupts(request, control, display)
+    if outcome.partial:
+        print(f"run interrupted after {outcome.trials_done} trial(s); the folder is marked partial")
+    print(outcome.run_dir)
+    return EXIT_INTERRUPTED if control.stop.is_set() else 0
+
+
+def run_with_interrupts(
+    request: Any, control: Any, display: ProgressDisplay, **options: Any
+) -> Any:
+    """``execute_run`` with Ctrl-C ending the trial (first) and skipping collection (second)."""
+    from loadtests.run import execute_run
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
         if not control.stop.is_set():
@@ -128,13 +145,9 @@ def _run(args: argparse.Namespace) -> int:
 
     previous: Any = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        outcome = execute_run(request, control=control, display=display)
+        return execute_run(request, control=control, display=display, **options)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if outcome.partial:
-        print(f"run interrupted after {outcome.trials_done} trial(s); the folder is marked partial")
-    print(outcome.run_dir)
-    return EXIT_INTERRUPTED if control.stop.is_set() else 0
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -23,7 +23,12 @@ from loadtests import provenance
 from loadtests.collect import StageSide, TrialCollection, TrialWindow, collect_trial
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario
-from loadtests.trials import PlannedTrial, make_run_id, plan_trials
+from loadtests.trials import (
+    PlannedTrial,
+    make_run_id,
+    plan_configuration_trials,
+    plan_trials,
+)
 from loadtests.wire import DEFAULT_MASTER_PORT
 from reports.schema import CLIENT, METRICS, PARKED, SERVER, TRIALS, read_table, write_manifest
 from reports.schema import write_table as write_rows
@@ -67,6 +72,19 @@ class RunRequest:
     start_lead_s: float = 0.0
     """Earliest time zero after the trial is handed to the (warm) load generator; it adds its
     own short lead once it is ready."""
+    tune: TuneSpec | None = None
+    """``asyncbench tune``: trials of one variant under the configurations of a grid."""
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """The configurations a tune run interleaves, and what its manifest records."""
+
+    variant: str
+    configurations: dict[str, dict[str, Any]]
+    """Label -> the settings applied in place before each of its trials."""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    """Grid, rate, SLOs and the deployed settings (merged into the manifest's ``tune``)."""
 
 
 @dataclass
@@ -135,13 +153,28 @@ def base_manifest(
         "variants": sorted({t.variant for t in plan}),
         "interleaved": True,
         "trial_order": [
-            {"trial": t.trial, "repetition": t.repetition, "variant": t.variant} for t in plan
+            {"trial": t.trial, "repetition": t.repetition, "variant": t.variant}
+            | ({"configuration": t.configuration} if t.configuration is not None else {})
+            for t in plan
         ],
         "started_at": provenance.timestamp(started_ms),
         "ended_at": None,
         "trials_done": 0,
         "partial": True,
         "error": None,
+    } | (_tune_manifest(request.tune, plan) if request.tune is not None else {})
+
+
+def _tune_manifest(tune: TuneSpec, plan: list[PlannedTrial]) -> dict[str, Any]:
+    """The manifest's ``tune``: which configuration each trial ran under (TRIALS keeps its
+    schema; the trial number joins them)."""
+    return {
+        "tune": {
+            **tune.manifest,
+            "variant": tune.variant,
+            "configurations": tune.configurations,
+            "trial_configurations": {str(t.trial): t.configuration for t in plan},
+        }
     }
 
 
@@ -179,11 +212,13 @@ def execute_run(
     display: ProgressDisplay | None = None,
     driver: Any = None,
     side_factory: Callable[[Endpoints, str], StageSide] = make_stage_side,
+    before_trial: Callable[[PlannedTrial], None] | None = None,
 ) -> RunOutcome:
     """Drive and collect every planned trial (or until stopped); returns where it all went.
 
     ``driver`` is the module providing ``TrialPlan`` and ``open_generator`` (the load
-    generator, started once and kept warm for every trial; tests pass a stand-in). A
+    generator, started once and kept warm for every trial; tests pass a stand-in).
+    ``before_trial`` runs before each trial is driven (tune applies its configuration). A
     :class:`RunError` from the driver (rows lost) still leaves the folder finished and marked
     partial before it propagates.
     """
@@ -196,7 +231,13 @@ def execute_run(
     run_dir = Path(request.out_dir) / run_id
     if run_dir.exists():
         raise RunError(f"run folder {run_dir} already exists; choose another --out")
-    plan = plan_trials(request.repetitions, request.seed, list(request.endpoints.variants))
+    if request.tune is not None:
+        plan = plan_configuration_trials(
+            request.repetitions, request.seed, request.tune.variant,
+            list(request.tune.configurations),
+        )  # fmt: skip
+    else:
+        plan = plan_trials(request.repetitions, request.seed, list(request.endpoints.variants))
     side = side_factory(request.endpoints, run_id)
     side.check()  # a stage that is down fails here, before a run folder exists
     folder = RunFolder(run_dir, base_manifest(request, run_id, plan, started_ms))
@@ -220,6 +261,8 @@ def execute_run(
             if control.stop.is_set():
                 complete = False
                 break
+            if before_trial is not None:
+                before_trial(planned)
             row, collection = _one_trial(
                 request, planned, len(plan), run_id, run_dir, driver, generator, side, control,
                 display, collected[planned.variant], windows,
@@ -307,7 +350,10 @@ def _one_trial(
 ) -> tuple[dict[str, Any], TrialCollection | None]:
     scenario = request.scenario
     endpoint = request.endpoints.variant(planned.variant)
-    display.begin_trial(planned.trial, total, planned.variant, planned.repetition)
+    shown = planned.variant
+    if planned.configuration is not None:
+        shown += f" [{planned.configuration}]"
+    display.begin_trial(planned.trial, total, shown, planned.repetition)
     side.begin_trial()
     started_at_ms = time.time() * 1000.0 + request.start_lead_s * 1000.0
     plan = driver.TrialPlan(

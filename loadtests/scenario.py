@@ -78,6 +78,8 @@ class Scenario:
     warmup_s: float = 5.0
     """Rows whose intended time is before this offset are marked ``warmup``."""
     work_ms: int = 20
+    work_kind: str = "io"
+    """The body's ``work_kind``: "io" (the work waits, a sleep) or "cpu" (a busy loop)."""
     poison_share: float = 0.0
     """Share of requests with ``"fail": "always"`` (chosen by the seeded generator)."""
     payload_bytes: int = 64
@@ -188,7 +190,7 @@ _FLOAT_FIELDS = {
 }  # fmt: skip
 _INT_FIELDS = {"work_ms", "payload_bytes", "repetitions", "max_attempts", "backoff_ms"}
 _BOOL_FIELDS = {"poll_results", "capacity"}
-_STR_FIELDS = {"name", "description"}
+_STR_FIELDS = {"name", "description", "work_kind"}
 
 
 def _coerce(owner: type, name: str, value: Any, source: str) -> Any:
@@ -260,6 +262,8 @@ def _validate(scenario: Scenario, *, source: str) -> None:
         fail("warmup_s", f"must be >= 0 and shorter than the load ({scenario.duration_s:g} s)")
     if scenario.work_ms < 0:
         fail("work_ms", "must be >= 0")
+    if scenario.work_kind not in ("io", "cpu"):
+        fail("work_kind", 'must be "io" or "cpu"')
     if not 0 <= scenario.poison_share <= 1:
         fail("poison_share", "must be between 0 and 1")
     if scenario.payload_bytes < 0:

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 from asyncbench.errors import RunError
 
-__all__ = ["DEFAULT_VARIANTS", "PlannedTrial", "draw_seed", "make_run_id", "plan_trials"]
+__all__ = [
+    "DEFAULT_VARIANTS",
+    "PlannedTrial",
+    "draw_seed",
+    "make_run_id",
+    "plan_configuration_trials",
+    "plan_trials",
+]
 
 DEFAULT_VARIANTS = ("direct", "storage_first")
 
@@ -31,6 +38,8 @@ class PlannedTrial:
     repetition: int
     """1-based repetition the trial belongs to."""
     variant: str
+    configuration: str | None = None
+    """``asyncbench tune``: the label of the configuration applied before the trial."""
 
 
 def draw_seed() -> int:
@@ -54,6 +63,15 @@ def plan_trials(
         for variant in order:
             plan.append(PlannedTrial(len(plan) + 1, repetition, variant))
     return plan
+
+
+def plan_configuration_trials(
+    repetitions: int, seed: int, variant: str, configurations: Sequence[str]
+) -> list[PlannedTrial]:
+    """``asyncbench tune``: the configurations are the experiment's variants (each once per
+    repetition, shuffled), all trials drive ``variant``."""
+    plan = plan_trials(repetitions, seed, configurations)
+    return [PlannedTrial(t.trial, t.repetition, variant, t.variant) for t in plan]
 
 
 def make_run_id(scenario_name: str, *, now_s: float | None = None) -> str:

@@ -2,7 +2,13 @@
 
 The body is the contract's JSON object::
 
-    {"work_ms": 20, "fail": "never", "outages": [[START_MS, END_MS]], "payload": "any text"}
+    {"work_ms": 20, "work_kind": "io", "fail": "never", "outages": [[START_MS, END_MS]],
+     "payload": "any text"}
+
+``work_kind`` says what the ``work_ms`` of work is: ``"io"`` (the default) sleeps, as waiting on
+a downstream call does, so a handler that runs records at once overlaps it; ``"cpu"`` busy-loops
+for the same time, so concurrency inside one invocation gains nothing it would not on a
+CPU-bound function (the GIL and the function's vCPU share bound it).
 
 Every key is optional. Unknown keys are allowed and ignored, so a load generator can tag its
 bodies (a sequence number, a trial) without breaking the processor; a known key with a wrong
@@ -17,6 +23,7 @@ and the sleep are passed in, so tests neither wait nor depend on the time of day
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +34,7 @@ __all__ = [
     "ProcessingFailure",
     "Request",
     "TransientFailure",
+    "busy_wait",
     "parse_request",
     "process",
 ]
@@ -35,6 +43,7 @@ MAX_WORK_MS = 60_000
 """Cap of ``work_ms``: one minute of simulated work fits the longest sane function timeout."""
 
 _FAIL_MODES = ("never", "always")
+_WORK_KINDS = ("io", "cpu")
 
 
 class ProcessingFailure(Exception):
@@ -54,6 +63,7 @@ class Request:
     """A validated request body. Times are epoch milliseconds."""
 
     work_ms: int = 0
+    work_kind: str = "io"
     fail: str = "never"
     outages: tuple[tuple[float, float], ...] = ()
     payload: str = ""
@@ -105,6 +115,11 @@ def parse_request(body: str | None) -> Request:
             f"invalid body: 'work_ms' must be an integer from 0 to {MAX_WORK_MS}, "
             f"got {json.dumps(work_ms)[:100]}"
         )
+    work_kind = data.get("work_kind", "io")
+    if work_kind not in _WORK_KINDS:
+        raise PermanentFailure(
+            f'invalid body: \'work_kind\' must be "io" or "cpu", got {json.dumps(work_kind)[:100]}'
+        )
     fail = data.get("fail", "never")
     if fail not in _FAIL_MODES:
         raise PermanentFailure(
@@ -117,10 +132,18 @@ def parse_request(body: str | None) -> Request:
         )
     return Request(
         work_ms=work_ms,
+        work_kind=work_kind,
         fail=fail,
         outages=_parse_outages(data.get("outages", [])),
         payload=payload,
     )
+
+
+def busy_wait(seconds: float) -> None:
+    """Keep the CPU busy for ``seconds`` (CPU-bound work of that duration)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def process(
@@ -128,6 +151,7 @@ def process(
     *,
     now_ms: Callable[[], float],
     sleep: Callable[[float], None],
+    spin: Callable[[float], None] = busy_wait,
 ) -> Request:
     """Run the simulation on one request body and return the parsed request on success.
 
@@ -144,5 +168,5 @@ def process(
             f"downstream outage (window {window[0]:.0f}-{window[1]:.0f} epoch ms)"
         )
     if request.work_ms:
-        sleep(request.work_ms / 1000)
+        (spin if request.work_kind == "cpu" else sleep)(request.work_ms / 1000)
     return request

@@ -42,7 +42,9 @@ def wall_clock_ms() -> int:
 
 def log_json(fields: Mapping[str, Any]) -> None:
     """One structured log line (CloudWatch Logs Insights parses JSON lines)."""
-    print(json.dumps(fields, separators=(",", ":"), default=str), file=sys.stdout, flush=True)
+    # One write per line: records of a batch processed at once must not interleave their lines.
+    sys.stdout.write(json.dumps(fields, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
 
 
 def invocation_fields(

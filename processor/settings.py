@@ -9,6 +9,7 @@ Variables (the stack's ``StackConfig.processor_environment`` writes all but the 
 - ``MAX_RECORD_AGE_S``: the event source mapping's MaximumRecordAgeInSeconds.
 - ``RETRY_BACKOFF_BASE_MS`` / ``RETRY_BACKOFF_MAX_MS``: in-handler back-off after a transient
   failure, doubling per attempt up to the cap.
+- ``BATCH_CONCURRENCY``: how many records of a stream batch the handler processes at once.
 - ``DYNAMODB_ENDPOINT_URL`` (optional): DynamoDB endpoint override (the local stage).
 - ``AWS_REGION`` / ``AWS_DEFAULT_REGION``: the region of the DynamoDB client.
 """
@@ -53,6 +54,7 @@ class Settings:
     max_record_age_s: int = 3600
     retry_backoff_base_ms: int = 500
     retry_backoff_max_ms: int = 8000
+    batch_concurrency: int = 1
     dynamodb_endpoint_url: str | None = None
     region: str | None = None
 
@@ -72,6 +74,7 @@ class Settings:
             max_record_age_s=_integer(environ, "MAX_RECORD_AGE_S", 3600, 1),
             retry_backoff_base_ms=_integer(environ, "RETRY_BACKOFF_BASE_MS", 500, 0),
             retry_backoff_max_ms=_integer(environ, "RETRY_BACKOFF_MAX_MS", 8000, 0),
+            batch_concurrency=_integer(environ, "BATCH_CONCURRENCY", 1, 1),
             dynamodb_endpoint_url=environ.get("DYNAMODB_ENDPOINT_URL") or None,
             region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
         )

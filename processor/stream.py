@@ -17,6 +17,11 @@ ReportBatchItemFailures on). Per record, in order:
 - with less than ``EARLY_STOP_MS`` of the invocation left (after the first record), the rest of
   the batch is handed back unprocessed in ``batchItemFailures`` instead of timing out.
 
+With ``BATCH_CONCURRENCY`` > 1 up to that many records run at once (threads: the work is
+mostly waiting). They start in sequence order; the first one to need a retry stops new starts,
+and the lowest failed sequence number and everything after it are reported, as above. A later
+record that already succeeded is redelivered then, found terminal and counted as a duplicate.
+
 ``started_at_ms`` is when processing of the request first started (kept across retries);
 ``processed_at_ms`` is when the item became terminal; ``attempts`` counts the attempts that ran
 the logic; ``cold_start`` is that of the invocation that made the item terminal.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, Literal
 
@@ -372,36 +378,95 @@ def _handle(records: list[Mapping[str, Any]], context: Any, runtime: Runtime) ->
     except (ClientError, BotoCoreError) as error:
         # Not fatal: each record is then read on its own (and fails there if DynamoDB is down).
         record_handler.log({"outcome": "prefetch_failed", "error": str(error)})
+    concurrency = runtime.settings.batch_concurrency
+    if concurrency <= 1 or len(records) <= 1:
+        stop = _handle_in_order(records, context, record_handler)
+    else:
+        stop = _handle_concurrently(records, context, record_handler, concurrency)
+    return {"batchItemFailures": []} if stop is None else _failures_from(records, stop)
+
+
+def _deferred(
+    records: list[Mapping[str, Any]], index: int, context: Any, handler: _RecordHandler
+) -> bool:
+    """True when the invocation is nearly out of time: records from ``index`` on go back.
+
+    Handing them back beats timing out, which would fail the whole batch (and replay the
+    records already done). Never on the first record, so every invocation makes progress.
+    """
+    remaining_ms = _remaining_ms(context)
+    if index == 0 or remaining_ms is None or remaining_ms >= EARLY_STOP_MS:
+        return False
+    handler.log(
+        {
+            "sequenceNumber": records[index]["dynamodb"]["SequenceNumber"],
+            "outcome": "deferred",
+            "remainingMs": remaining_ms,
+            "deferredRecords": len(records) - index,
+        }
+    )
+    return True
+
+
+def _handle_one(record: Mapping[str, Any], handler: _RecordHandler) -> Outcome:
+    try:
+        return handler.handle(record)
+    except (ClientError, BotoCoreError) as error:
+        # DynamoDB failed (throttled, unreachable): retry from here, keep what is done.
+        handler.log(
+            {
+                "sequenceNumber": record["dynamodb"]["SequenceNumber"],
+                "outcome": "dynamodb_error",
+                "error": str(error),
+            }
+        )
+        return "retry"
+
+
+def _handle_in_order(
+    records: list[Mapping[str, Any]], context: Any, handler: _RecordHandler
+) -> int | None:
+    """One record after another; the index the mapping must replay from, or None."""
     for index, record in enumerate(records):
-        remaining_ms = _remaining_ms(context)
-        if index > 0 and remaining_ms is not None and remaining_ms < EARLY_STOP_MS:
-            # Nearly out of time: hand the rest back rather than time out, which would fail
-            # the whole batch (and replay the records already done). Never on the first
-            # record, so every invocation makes progress.
-            record_handler.log(
-                {
-                    "sequenceNumber": record["dynamodb"]["SequenceNumber"],
-                    "outcome": "deferred",
-                    "remainingMs": remaining_ms,
-                    "deferredRecords": len(records) - index,
-                }
-            )
-            return _failures_from(records, index)
-        try:
-            outcome = record_handler.handle(record)
-        except (ClientError, BotoCoreError) as error:
-            # DynamoDB failed (throttled, unreachable): retry from here, keep what is done.
-            record_handler.log(
-                {
-                    "sequenceNumber": record["dynamodb"]["SequenceNumber"],
-                    "outcome": "dynamodb_error",
-                    "error": str(error),
-                }
-            )
-            outcome = "retry"
-        if outcome == "retry":
-            return _failures_from(records, index)
-    return {"batchItemFailures": []}
+        if _deferred(records, index, context, handler) or _handle_one(record, handler) == "retry":
+            return index
+    return None
+
+
+def _handle_concurrently(
+    records: list[Mapping[str, Any]], context: Any, handler: _RecordHandler, concurrency: int
+) -> int | None:
+    """Up to ``concurrency`` records at once (each request is its own item, so no order
+    between records needs keeping); the index the mapping must replay from, or None.
+
+    Records start in sequence order. Once one must be retried (or time runs short) no later
+    record starts, the ones in flight finish, and the LOWEST index that failed is reported:
+    the mapping checkpoints there, so everything before it must be done, and records after it
+    that did succeed are redelivered and recognised as terminal (counted as duplicates, not
+    processed again).
+    """
+    stop: int | None = None
+    in_flight: dict[Future[Outcome], int] = {}
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="record") as pool:
+        next_index = 0
+        while next_index < len(records) or in_flight:
+            while stop is None and next_index < len(records) and len(in_flight) < concurrency:
+                if _deferred(records, next_index, context, handler):
+                    stop = next_index
+                    break
+                future = pool.submit(_handle_one, records[next_index], handler)
+                in_flight[future] = next_index
+                next_index += 1
+            if stop is not None:
+                next_index = len(records)
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = in_flight.pop(future)
+                if future.result() == "retry":
+                    stop = index if stop is None else min(stop, index)
+    return stop
 
 
 # Built at import when the environment is configured, so on AWS the init phase pays for the

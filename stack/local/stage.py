@@ -14,8 +14,10 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -131,6 +133,10 @@ class LocalStage:
         self.endpoints: Endpoints | None = None
         self._started_at_ms = 0
         self._owns_lock = False
+        # What tune changed in place, per variant (the control API; see reconfigure).
+        self.variant_configs: dict[str, StackConfig] = {}
+        self.mapping_uuid = str(uuid.uuid4())
+        self._reconfigure_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ properties
     @property
@@ -241,7 +247,7 @@ class LocalStage:
     def _start_parts(self) -> None:
         # Imported here: the gateway and the mapping are heavier and only needed when starting.
         from stack.local.apigateway.gateway import Gateway
-        from stack.local.event_source_mapping.mapping import EventSourceMapping
+        from stack.local.awslambda.control_api import ControlApi
 
         settings, config = self.settings, self.config
         if settings.gateway_port:
@@ -278,7 +284,7 @@ class LocalStage:
                 name=f"{config.name_prefix}-{STAGE_NAMES[variant]}-processor",
                 variant=variant,
                 handler=handler,
-                environment=self._function_environment(table.name),
+                environment=self._function_environment(table.name, config),
                 timeout_s=config.timeout_s,
                 memory_mb=config.memory_mb,
                 concurrency=concurrency,
@@ -298,30 +304,17 @@ class LocalStage:
         self.gateway.start()
         self._progress(f"API gateway serving at {self.gateway.url}")
 
-        stream_arn = self.tables["storage_first"].stream_arn
-        if stream_arn is None:
-            raise LocalStageError("the storage-first table has no stream; restart the stage")
-        self.event_source_mapping = EventSourceMapping(
-            dynamodb_endpoint=self.dynamodb_endpoint,
-            stream_arn=stream_arn,
-            # cast: the mapping's InvocationResult protocol declares settable attributes, which a
-            # frozen Invocation cannot satisfy for mypy; the fields it reads are all there.
-            function=cast(Any, self.functions["storage_first"]),
-            config=config,
-            failure_destination=settings.failure_destination_path,
-            metrics=self.metrics,
-            poll_interval_s=settings.poll_interval_s,
-        )
-        self.event_source_mapping.start()
-        self._progress(f"event source mapping polling {stream_arn}")
+        self.variant_configs = {variant: config for variant in HANDLERS}
+        self.gateway.control = ControlApi(self)
+        self._start_mapping(config, "TRIM_HORIZON")
 
         self.endpoints = self._endpoints()
         write_endpoints(self.endpoints, settings.endpoints_path)
         self._write_state()
 
-    def _function_environment(self, table_name: str) -> dict[str, str]:
+    def _function_environment(self, table_name: str, config: StackConfig) -> dict[str, str]:
         return {
-            **self.config.processor_environment(table_name),
+            **config.processor_environment(table_name),
             "DYNAMODB_ENDPOINT_URL": self.dynamodb_endpoint,
             "AWS_REGION": LOCAL_REGION,
             "AWS_DEFAULT_REGION": LOCAL_REGION,
@@ -359,3 +352,94 @@ class LocalStage:
                 "stack_config": self.config.to_dict(),
             },
         )
+
+    def _start_mapping(self, config: StackConfig, starting_position: str) -> None:
+        from stack.local.event_source_mapping.mapping import EventSourceMapping
+
+        stream_arn = self.tables["storage_first"].stream_arn
+        if stream_arn is None:
+            raise LocalStageError("the storage-first table has no stream; restart the stage")
+        self.event_source_mapping = EventSourceMapping(
+            dynamodb_endpoint=self.dynamodb_endpoint,
+            stream_arn=stream_arn,
+            # cast: the mapping's InvocationResult protocol declares settable attributes, which a
+            # frozen Invocation cannot satisfy for mypy; the fields it reads are all there.
+            function=cast(Any, self.functions["storage_first"]),
+            config=config,
+            failure_destination=self.settings.failure_destination_path,
+            metrics=self.metrics,
+            poll_interval_s=self.settings.poll_interval_s,
+            starting_position=starting_position,
+        )
+        self.event_source_mapping.start()
+        self._progress(f"event source mapping polling {stream_arn}")
+
+    # ------------------------------------------------------- control API (asyncbench tune)
+    def function_names(self) -> dict[str, str]:
+        return {variant: function.name for variant, function in self.functions.items()}
+
+    def function_configuration(self, variant: str) -> dict[str, Any]:
+        """GetFunctionConfiguration's answer for a variant's function."""
+        function, config = self.functions[variant], self.variant_configs[variant]
+        return {
+            "FunctionName": function.name,
+            "FunctionArn": function.arn,
+            "Runtime": "python3.12",
+            "Handler": function.handler,
+            "MemorySize": config.memory_mb,
+            "Timeout": config.timeout_s,
+            "Architectures": [config.architecture],
+            "Environment": {"Variables": function.environment},
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+        }
+
+    def reserved_concurrency(self, variant: str) -> int | None:
+        return self.variant_configs[variant].reserved_concurrency
+
+    def mapping_configuration(self) -> dict[str, Any]:
+        """GetEventSourceMapping's answer for the storage-first mapping."""
+        config = self.variant_configs["storage_first"]
+        return {
+            "UUID": self.mapping_uuid,
+            "EventSourceArn": self.tables["storage_first"].stream_arn,
+            "FunctionArn": self.functions["storage_first"].arn,
+            "BatchSize": config.batch_size,
+            "MaximumBatchingWindowInSeconds": config.batching_window_s,
+            "ParallelizationFactor": config.parallelization_factor,
+            "MaximumRetryAttempts": config.retry_attempts,
+            "MaximumRecordAgeInSeconds": config.max_record_age_s,
+            "BisectBatchOnFunctionError": config.bisect_on_error,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "State": "Enabled",
+        }
+
+    def reconfigure(self, variant: str, overrides: Mapping[str, Any]) -> None:
+        """Apply config overrides to one variant live; DynamoDB Local keeps running.
+
+        Function settings reach new environments (idle ones are retired); a mapping change
+        stops the mapping and starts it again at LATEST with the new settings, which loses
+        nothing when the stream is drained (tune changes settings between collected trials).
+        """
+        with self._reconfigure_lock:
+            old = self.variant_configs[variant]
+            new = old.with_overrides(dict(overrides))
+            function = self.functions[variant]
+            if (new.memory_mb, new.batch_concurrency) != (old.memory_mb, old.batch_concurrency):
+                function.reconfigure(
+                    environment=self._function_environment(self.tables[variant].name, new),
+                    memory_mb=new.memory_mb,
+                )
+            if new.reserved_concurrency != old.reserved_concurrency:
+                function.reconfigure(
+                    concurrency=new.reserved_concurrency or self.settings.default_concurrency
+                )
+            self.variant_configs[variant] = new
+            mapping_keys = ("batch_size", "batching_window_s", "parallelization_factor")
+            if variant == "storage_first" and any(
+                getattr(new, key) != getattr(old, key) for key in mapping_keys
+            ):
+                if self.event_source_mapping is not None:
+                    self.event_source_mapping.stop()
+                self._start_mapping(new, "LATEST")
+            self._progress(f"reconfigured {variant}: {dict(overrides)}")

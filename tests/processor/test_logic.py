@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -11,6 +12,7 @@ from processor.logic import (
     PermanentFailure,
     Request,
     TransientFailure,
+    busy_wait,
     parse_request,
     process,
 )
@@ -97,3 +99,22 @@ def test_zero_work_does_not_sleep() -> None:
     clock = FakeClock()
     process("{}", now_ms=clock.now_ms, sleep=clock.sleep)
     assert clock.sleeps == []
+
+
+def test_work_kind_cpu_busy_loops_and_io_sleeps() -> None:
+    slept: list[float] = []
+    spun: list[float] = []
+    for body in ('{"work_ms": 30, "work_kind": "cpu"}', '{"work_ms": 40}'):
+        process(body, now_ms=lambda: 0, sleep=slept.append, spin=spun.append)
+    assert spun == [0.03] and slept == [0.04]
+
+
+def test_unknown_work_kind_is_permanent() -> None:
+    with pytest.raises(PermanentFailure, match="work_kind"):
+        parse_request('{"work_kind": "gpu"}')
+
+
+def test_busy_wait_takes_its_time() -> None:
+    started = time.perf_counter()
+    busy_wait(0.02)
+    assert time.perf_counter() - started >= 0.02

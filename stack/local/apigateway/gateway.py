@@ -36,6 +36,7 @@ from stack.local.apigateway.messages import (
 from stack.local.apigateway.proxy_integration import INTEGRATION_TIMEOUT_S, LambdaProxyIntegration
 from stack.local.apigateway.service_integration import DynamoDbIntegration
 from stack.local.apigateway.vtl import Context, Input
+from stack.local.awslambda.control_api import ControlApi, is_control_path
 from stack.local.awslambda.invoke_api import InvokeApi, is_invoke_path
 from stack.local.awslambda.runtime import LocalFunction
 from stack.local.dynamodb.http_client import DynamoDbHttp
@@ -92,6 +93,8 @@ class Gateway:
         )
         self._server: GatewayServer | None = None
         self._thread: threading.Thread | None = None
+        self.control: ControlApi | None = None
+        """Lambda's control-plane calls on the running stage (set by the stage)."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -144,6 +147,11 @@ class Gateway:
     # ------------------------------------------------------------------ routing
     def handle(self, request: GatewayRequest, request_id: str, received_ms: int) -> GatewayResponse:
         """Route one request (the HTTP layer is in :mod:`.http_server`)."""
+        if self.control is not None and is_control_path(request.path):
+            answer = self.control.handle(
+                request.method, request.path, dict(request.query), request.body
+            )
+            return GatewayResponse(answer.status, answer.body, answer.headers, api_gateway=False)
         if is_invoke_path(request.path):
             answer = self._invoke_api.handle(
                 request.method,

@@ -125,6 +125,8 @@ class _Environment:
         self.process = process
         self.connection = connection
         self.pid: int = process.pid or 0
+        self.generation = 0
+        """The function's configuration generation the environment was started with."""
 
     def alive(self) -> bool:
         return self.process.exitcode is None and self.process.is_alive()
@@ -205,6 +207,7 @@ class LocalFunction:
         self._busy: set[_Environment] = set()
         self._starting = 0  # slots reserved by cold starts in progress
         self._closed = False
+        self._generation = 0  # bumped by reconfigure: older environments are retired
 
     # ----------------------------------------------------------------------------- public
     @property
@@ -249,11 +252,42 @@ class LocalFunction:
         finally:
             with self._lock:
                 self._busy.discard(environment)
-                alive = environment.alive()
+                alive = environment.alive() and environment.generation == self._generation
                 if alive and not self._closed:
                     self._idle.append(environment)
             if not alive or self._closed:
                 environment.kill()
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables the function's environments get (beside Lambda's own)."""
+        return dict(self._environment)
+
+    def reconfigure(
+        self,
+        *,
+        environment: Mapping[str, str] | None = None,
+        memory_mb: int | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        """UpdateFunctionConfiguration / PutFunctionConcurrency, live: invocations after this
+        call run in environments started with the new settings (idle ones are stopped, busy
+        ones finish their invocation and are stopped then)."""
+        if concurrency is not None and concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        with self._lock:
+            if concurrency is not None:
+                self.concurrency = concurrency
+            if environment is None and memory_mb is None:
+                return
+            if environment is not None:
+                self._environment = dict(environment)
+            if memory_mb is not None:
+                self.memory_mb = memory_mb
+            self._generation += 1
+            retired, self._idle = self._idle, []
+        for old in retired:
+            old.kill()
 
     def close(self) -> None:
         """Stop every environment process (busy ones fail their invocation)."""
@@ -301,6 +335,7 @@ class LocalFunction:
 
     def _cold_start(self, request_id: str) -> tuple[_Environment, float] | Invocation:
         """Start an environment and run its init phase; an Invocation when init failed."""
+        generation = self._generation
         ours, theirs = _CONTEXT.Pipe(duplex=True)
         process = _EnvironmentProcess(
             target=serve_environment,
@@ -311,6 +346,7 @@ class LocalFunction:
         process.start()
         theirs.close()
         environment = _Environment(process, ours)
+        environment.generation = generation
         failure: Invocation | None = None
         init_ms: float | None = None
         try:
