@@ -46,9 +46,11 @@ def _tune(args: argparse.Namespace) -> int:
 
     file = read_tune_file(args.config) if args.config else {}
     variant = args.variant or file.get("variant") or "storage_first"
+    raw_grid = args.grid or file.get("grid") or {}
+    parse_grid(raw_grid, variant, StackConfig())  # a wrong grid is named before any stage is
     endpoints_path, endpoints = read_target_endpoints(args.target, args.endpoints)
     base = _stack_config(endpoints)
-    grid = parse_grid(args.grid or file.get("grid") or {}, variant, base)
+    grid = parse_grid(raw_grid, variant, base)  # values checked against the deployed config
     rate = args.rate if args.rate is not None else file.get("rate")
     scenario_name = args.scenario or file.get("scenario") or DEFAULT_SCENARIO
     scenario = load_scenario(scenario_name).with_overrides(rate=rate, duration=args.duration)

@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -101,3 +102,14 @@ def test_grid_is_validated_by_the_stack_and_gives_a_set_line() -> None:
         parse_grid(["parallelization_factor=1,11"], "storage_first", StackConfig())
     with pytest.raises(ConfigError, match="not a setting tune changes"):
         parse_grid(["batch_size=1,2"], "direct", StackConfig())
+
+
+def test_a_wrong_grid_is_named_before_any_stage_is_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from asyncbench.cli import main
+
+    monkeypatch.setenv("ASYNCBENCH_STATE_DIR", str(tmp_path))  # no stage, no endpoints file
+    assert main(["tune", "--grid", "nope=1,2", "--rate", "10"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--grid nope" in error[0] and "endpoints" not in error[0]
