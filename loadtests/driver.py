@@ -263,6 +263,12 @@ def run_worker(master_host: str, master_port: int = DEFAULT_MASTER_PORT) -> int:
 
     command = [sys.executable, "-m", "loadtests.distributed"]
     command += ["--master-host", master_host, "--master-port", str(master_port)]
+    # Locust's worker waits for its master without a word: say what it waits for.
+    print(
+        f"asyncbench worker: waiting for a master at {master_host}:{master_port} "
+        "(`asyncbench run --expect-workers N` there); Ctrl-C stops",
+        flush=True,
+    )
     try:
         while True:
             started = time.monotonic()

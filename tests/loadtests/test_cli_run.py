@@ -105,3 +105,30 @@ def test_run_and_worker_flags_for_remote_workers_and_the_web_ui() -> None:
     )  # fmt: skip
     worker = parser.parse_args(["worker", "--master-host", "h", "--master-port", "6000"])
     assert (worker.master_host, worker.master_port) == ("h", 6000)
+
+
+def test_a_worker_without_a_master_says_what_it_waits_for(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "asyncbench", "worker", "--master-host", "127.0.0.1"]
+    worker = subprocess.Popen(
+        [*command, "--master-port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its Locust child goes down with it below
+    )
+    try:
+        assert worker.stdout is not None
+        first_line = worker.stdout.readline()  # printed before Locust is even imported
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert worker.stdout is not None
+        worker.stdout.close()
+    assert f"waiting for a master at 127.0.0.1:{port}" in first_line
