@@ -21,7 +21,7 @@ from typing import Any
 
 from processor import items
 from processor.logic import PermanentFailure, TransientFailure, process
-from processor.runtime import Runtime, invocation_fields
+from processor.runtime import Runtime
 
 __all__ = ["handle", "handler", "header"]
 
@@ -72,27 +72,11 @@ def _succeeded_answer(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
     """Handle one REST proxy event; one structured line per invocation, whatever happens."""
-    started_at_ms = runtime.now_ms()
-    error: str | None = None
-    try:
+    run_id = header(event, "X-Run-Id")
+    with runtime.invocation_line(
+        "direct", context, batch_size=1, run_ids=[run_id] if run_id else []
+    ):
         return _handle(event, context, runtime)
-    except BaseException as failure:
-        error = type(failure).__name__
-        raise
-    finally:
-        run_id = header(event, "X-Run-Id")
-        runtime.log(
-            invocation_fields(
-                "direct",
-                context,
-                cold_start=runtime.cold_start,
-                batch_size=1,
-                run_ids=[run_id] if run_id else [],
-                started_at_ms=started_at_ms,
-                ended_at_ms=runtime.now_ms(),
-                error=error,
-            )
-        )
 
 
 def _handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:

@@ -12,7 +12,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,3 +109,30 @@ class Runtime:
         self._invocations += 1
         self.cold_start = self._invocations == 1
         return self.cold_start
+
+    @contextmanager
+    def invocation_line(
+        self, handler: str, context: Any, *, batch_size: int, run_ids: list[str]
+    ) -> Iterator[None]:
+        """Log one structured line for the invocation it wraps, whatever happens inside (the
+        error's type name when it raises; the error still propagates)."""
+        started_at_ms = self.now_ms()
+        error: str | None = None
+        try:
+            yield
+        except BaseException as failure:
+            error = type(failure).__name__
+            raise
+        finally:
+            self.log(
+                invocation_fields(
+                    handler,
+                    context,
+                    cold_start=self.cold_start,
+                    batch_size=batch_size,
+                    run_ids=run_ids,
+                    started_at_ms=started_at_ms,
+                    ended_at_ms=self.now_ms(),
+                    error=error,
+                )
+            )

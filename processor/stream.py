@@ -40,7 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from processor import items
 from processor.logic import PermanentFailure, TransientFailure, process
 from processor.retry import backoff_ms, give_up_reason
-from processor.runtime import Runtime, invocation_fields
+from processor.runtime import Runtime
 
 __all__ = ["EARLY_STOP_MS", "handle", "handler", "is_new_request"]
 
@@ -342,27 +342,10 @@ def _failures_from(records: list[Mapping[str, Any]], index: int) -> dict[str, An
 
 def handle(event: Mapping[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
     """Handle one stream batch; one structured line per invocation, whatever happens."""
-    started_at_ms = runtime.now_ms()
     records = list(event.get("Records") or [])
-    error: str | None = None
-    try:
+    run_ids = [run_id for run_id in map(_run_id, records) if run_id]
+    with runtime.invocation_line("stream", context, batch_size=len(records), run_ids=run_ids):
         return _handle(records, context, runtime)
-    except BaseException as failure:
-        error = type(failure).__name__
-        raise
-    finally:
-        runtime.log(
-            invocation_fields(
-                "stream",
-                context,
-                cold_start=runtime.cold_start,
-                batch_size=len(records),
-                run_ids=[run_id for run_id in map(_run_id, records) if run_id],
-                started_at_ms=started_at_ms,
-                ended_at_ms=runtime.now_ms(),
-                error=error,
-            )
-        )
 
 
 def _run_id(record: Mapping[str, Any]) -> str | None:
