@@ -109,6 +109,8 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
 
 def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnection) -> RunAnalysis:
     client, server, parked, metrics = run.client, run.server, run.parked, run.metrics
+    # Passes that run in the engine read these views (engine.ROW_TABLES), not the frames.
+    engine.register_frames(connection, client=client, server=server, parked=parked, metrics=metrics)
     slo = _setting(options.slo_p99_ms, run.scenario, "slo_p99_ms", DEFAULT_SLO_P99_MS)
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD

@@ -23,22 +23,28 @@ import math
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow as pa
 
 from analysis.stats import _Z, QUANTILES, _ranks, trial_interval
+from reports import schema
 
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
+    "ROW_TABLES",
     "connect",
     "default_memory_limit",
     "describe_groups",
     "linear_quantile",
     "quantiles",
+    "register_frames",
+    "register_run_folder",
 ]
 
 DEFAULT_MEMORY_FRACTION = 0.25
@@ -67,6 +73,86 @@ def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnecti
     finally:
         connection.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+# The per-request tables passes read through the engine, under these view names.
+ROW_TABLES: dict[str, schema.TableSpec] = {
+    "client": schema.CLIENT,
+    "server": schema.SERVER,
+    "parked": schema.PARKED,
+    "metrics": schema.METRICS,
+}
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+}
+
+
+def _sql_type(kind: pa.DataType) -> str:
+    return _DUCKDB_TYPES[kind]
+
+
+def _columns(spec: schema.TableSpec, present: set[str]) -> str:
+    """The spec's columns in its order and types; a column no part has is NULL."""
+    return ", ".join(
+        f'CAST("{field.name}" AS {_sql_type(field.type)}) AS "{field.name}"'
+        if field.name in present
+        else f'CAST(NULL AS {_sql_type(field.type)}) AS "{field.name}"'
+        for field in spec.schema
+    )
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def register_run_folder(connection: duckdb.DuckDBPyConnection, run_dir: Path) -> None:
+    """Views ``client``, ``server``, ``parked`` and ``metrics`` over the run folder's parquet
+    parts, read in place (nothing is loaded until a query runs). Each view has exactly the
+    run-folder schema's columns and types; a missing optional column is NULL, no part at all
+    is an empty view. Rows have no order: a query that needs one says ORDER BY.
+    A damaged part raises RunFolderError."""
+    for name, spec in ROW_TABLES.items():
+        paths = schema.check_parts(run_dir, spec)
+        if not paths:
+            connection.execute(
+                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())} WHERE false'
+            )
+            continue
+        files = "[" + ", ".join(_quote(path) for path in paths) + "]"
+        source = f"read_parquet({files}, union_by_name = true)"
+        present = {
+            row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        }
+        connection.execute(
+            f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, present)} FROM {source}'
+        )
+
+
+def register_frames(connection: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> None:
+    """The same views over in-memory frames (tests, synthetic runs): ``register_frames(
+    connection, client=frame, server=...)``; a table not given is an empty view."""
+    unknown = set(frames) - set(ROW_TABLES)
+    if unknown:
+        raise ValueError(f"unknown table(s) {sorted(unknown)}; known: {sorted(ROW_TABLES)}")
+    for name, spec in ROW_TABLES.items():
+        frame = frames.get(name)
+        if frame is None:
+            connection.execute(
+                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())} WHERE false'
+            )
+            continue
+        source = f"{name}_frame"
+        connection.register(source, frame)
+        connection.execute(
+            f'CREATE OR REPLACE VIEW "{name}" AS '
+            f'SELECT {_columns(spec, set(frame.columns))} FROM "{source}"'
+        )
 
 
 def linear_quantile(lower: float, upper: float, n: int, q: float) -> float:

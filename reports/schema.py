@@ -47,8 +47,10 @@ __all__ = [
     "TABLES",
     "TRIALS",
     "TableSpec",
+    "check_parts",
     "conform",
     "empty_frame",
+    "part_paths",
     "read_manifest",
     "read_table",
     "write_manifest",
@@ -317,13 +319,34 @@ def write_table(
     return path
 
 
+def part_paths(run_dir: Path, spec: TableSpec) -> list[Path]:
+    """The parquet files holding one kind of rows, in name order (none: an empty list)."""
+    location = Path(run_dir) / spec.location
+    if spec.is_directory:
+        return sorted(location.glob("*.parquet")) if location.is_dir() else []
+    return [location] if location.is_file() else []
+
+
+def check_parts(run_dir: Path, spec: TableSpec) -> list[Path]:
+    """:func:`part_paths`, each checked from its footer alone (readable, has the required
+    columns) so a reader that scans them later (the analysis engine) fails with a clear line."""
+    paths = part_paths(run_dir, spec)
+    for path in paths:
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowInvalid) as error:
+            raise RunFolderError(f"cannot read {path}: {error}") from None
+        missing = [name for name in spec.required if name not in names]
+        if missing:
+            raise RunFolderError(
+                f"{path} lacks column(s) {', '.join(missing)}; the file is damaged"
+            )
+    return paths
+
+
 def read_table(run_dir: Path, spec: TableSpec) -> pd.DataFrame:
     """All rows of one kind (all parts concatenated); empty with the right columns if none."""
-    location = run_dir / spec.location
-    if spec.is_directory:
-        paths = sorted(location.glob("*.parquet")) if location.is_dir() else []
-    else:
-        paths = [location] if location.is_file() else []
+    paths = part_paths(run_dir, spec)
     if not paths:
         return empty_frame(spec)
     tables = []

@@ -90,3 +90,63 @@ def test_groups_without_finite_values_and_empty_frames_match_stats(connection):
         pd.testing.assert_frame_equal(
             got[exact], expected[exact], check_exact=True, check_dtype=len(data) > 0
         )
+
+
+def _client_rows(trial: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "run_id": "r",
+            "trial": trial,
+            "variant": "direct",
+            "scenario": "baseline",
+            "worker": "w1",
+            "intended_at_ms": np.arange(n, dtype=float),
+            "sent_at_ms": np.arange(n, dtype=float),
+            "latency_ms": np.full(n, 5.0),
+            "latency_from_intended_ms": np.full(n, 6.0),
+            "status_code": 200,
+            "outcome": "succeeded",
+            "request_id": [f"t{trial}-{i}" for i in range(n)],
+        }
+    )
+
+
+def test_run_folder_views_have_the_schema_and_every_part(tmp_path, connection):
+    from reports import schema
+
+    # Two parts written by different writers: the second lacks an optional column entirely.
+    schema.write_table(tmp_path, schema.CLIENT, _client_rows(1, 3), part="a")
+    second = schema.conform(_client_rows(2, 4), schema.CLIENT).drop_columns(["time_to_result_ms"])
+    (tmp_path / "data/client").mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    pq.write_table(second, tmp_path / "data/client/b.parquet")
+    engine.register_run_folder(connection, tmp_path)
+    described = connection.execute("DESCRIBE client").fetchall()
+    assert [row[0] for row in described] == schema.CLIENT.columns
+    counts = connection.execute(
+        "SELECT trial, count(*), count(time_to_result_ms) FROM client GROUP BY trial ORDER BY trial"
+    ).fetchall()
+    assert counts == [(1, 3, 0), (2, 4, 0)]
+    # Tables with no part at all are empty views with their columns.
+    assert connection.execute("SELECT count(*) FROM server").fetchone() == (0,)
+    assert [row[0] for row in connection.execute("DESCRIBE metrics").fetchall()] == (
+        schema.METRICS.columns
+    )
+
+
+def test_a_damaged_part_is_one_clear_error(tmp_path, connection):
+    from asyncbench.errors import RunFolderError
+
+    (tmp_path / "data/server").mkdir(parents=True)
+    (tmp_path / "data/server/t1.parquet").write_bytes(b"not parquet")
+    with pytest.raises(RunFolderError, match=r"cannot read .*t1\.parquet"):
+        engine.register_run_folder(connection, tmp_path)
+
+
+def test_frames_register_under_the_same_names(connection):
+    engine.register_frames(connection, client=_client_rows(3, 5))
+    assert connection.execute("SELECT count(*), min(trial) FROM client").fetchone() == (5, 3)
+    assert connection.execute("SELECT count(*) FROM parked").fetchone() == (0,)
+    with pytest.raises(ValueError, match="unknown table"):
+        engine.register_frames(connection, clients=_client_rows(3, 5))
