@@ -37,6 +37,7 @@ from reports import schema
 
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
+    "ORDER_COLUMNS",
     "ROW_TABLES",
     "connect",
     "default_memory_limit",
@@ -97,6 +98,9 @@ def _sql_type(kind: pa.DataType) -> str:
     return _DUCKDB_TYPES[kind]
 
 
+ORDER_COLUMNS = ("part_file", "part_row")
+
+
 def _columns(spec: schema.TableSpec, present: set[str]) -> str:
     """The spec's columns in its order and types; a column no part has is NULL."""
     return ", ".join(
@@ -115,22 +119,28 @@ def register_run_folder(connection: duckdb.DuckDBPyConnection, run_dir: Path) ->
     """Views ``client``, ``server``, ``parked`` and ``metrics`` over the run folder's parquet
     parts, read in place (nothing is loaded until a query runs). Each view has exactly the
     run-folder schema's columns and types; a missing optional column is NULL, no part at all
-    is an empty view. Rows have no order: a query that needs one says ORDER BY.
-    A damaged part raises RunFolderError."""
+    is an empty view. Rows have no order: a query that needs the order pandas read them in
+    (parts in name order, rows in file order) says ``ORDER BY part_file, part_row`` (two
+    extra columns every view has). A damaged part raises RunFolderError."""
     for name, spec in ROW_TABLES.items():
         paths = schema.check_parts(run_dir, spec)
         if not paths:
             connection.execute(
-                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())} WHERE false'
+                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())}, '
+                "CAST(NULL AS VARCHAR) AS part_file, CAST(NULL AS BIGINT) AS part_row WHERE false"
             )
             continue
         files = "[" + ", ".join(_quote(path) for path in paths) + "]"
-        source = f"read_parquet({files}, union_by_name = true)"
+        source = (
+            f"read_parquet({files}, union_by_name = true, filename = 'part_file', "
+            "file_row_number = true)"
+        )
         present = {
             row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         }
         connection.execute(
-            f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, present)} FROM {source}'
+            f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, present)}, '
+            f"part_file, CAST(file_row_number AS BIGINT) AS part_row FROM {source}"
         )
 
 
@@ -144,14 +154,16 @@ def register_frames(connection: duckdb.DuckDBPyConnection, **frames: pd.DataFram
         frame = frames.get(name)
         if frame is None:
             connection.execute(
-                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())} WHERE false'
+                f'CREATE OR REPLACE VIEW "{name}" AS SELECT {_columns(spec, set())}, '
+                "CAST(NULL AS VARCHAR) AS part_file, CAST(NULL AS BIGINT) AS part_row WHERE false"
             )
             continue
         source = f"{name}_frame"
-        connection.register(source, frame)
+        connection.register(source, frame.assign(part_row_=np.arange(len(frame), dtype="int64")))
         connection.execute(
             f'CREATE OR REPLACE VIEW "{name}" AS '
-            f'SELECT {_columns(spec, set(frame.columns))} FROM "{source}"'
+            f"SELECT {_columns(spec, set(frame.columns))}, '' AS part_file, "
+            f'part_row_ AS part_row FROM "{source}"'
         )
 
 

@@ -123,16 +123,23 @@ def test_run_folder_views_have_the_schema_and_every_part(tmp_path, connection):
     pq.write_table(second, tmp_path / "data/client/b.parquet")
     engine.register_run_folder(connection, tmp_path)
     described = connection.execute("DESCRIBE client").fetchall()
-    assert [row[0] for row in described] == schema.CLIENT.columns
+    assert [row[0] for row in described] == [*schema.CLIENT.columns, *engine.ORDER_COLUMNS]
+    order = connection.execute(
+        "SELECT request_id FROM client ORDER BY part_file, part_row"
+    ).fetchall()
+    assert [row[0] for row in order] == [f"t1-{i}" for i in range(3)] + [
+        f"t2-{i}" for i in range(4)
+    ]
     counts = connection.execute(
         "SELECT trial, count(*), count(time_to_result_ms) FROM client GROUP BY trial ORDER BY trial"
     ).fetchall()
     assert counts == [(1, 3, 0), (2, 4, 0)]
     # Tables with no part at all are empty views with their columns.
     assert connection.execute("SELECT count(*) FROM server").fetchone() == (0,)
-    assert [row[0] for row in connection.execute("DESCRIBE metrics").fetchall()] == (
-        schema.METRICS.columns
-    )
+    assert [row[0] for row in connection.execute("DESCRIBE metrics").fetchall()] == [
+        *schema.METRICS.columns,
+        *engine.ORDER_COLUMNS,
+    ]
 
 
 def test_a_damaged_part_is_one_clear_error(tmp_path, connection):
@@ -147,6 +154,8 @@ def test_a_damaged_part_is_one_clear_error(tmp_path, connection):
 def test_frames_register_under_the_same_names(connection):
     engine.register_frames(connection, client=_client_rows(3, 5))
     assert connection.execute("SELECT count(*), min(trial) FROM client").fetchone() == (5, 3)
+    rows = connection.execute("SELECT request_id FROM client ORDER BY part_row").fetchall()
+    assert [row[0] for row in rows] == [f"t3-{i}" for i in range(5)]
     assert connection.execute("SELECT count(*) FROM parked").fetchone() == (0,)
     with pytest.raises(ValueError, match="unknown table"):
         engine.register_frames(connection, clients=_client_rows(3, 5))
