@@ -18,7 +18,14 @@ import pandas as pd
 
 from reports import schema
 
-__all__ = ["SyntheticRun", "SyntheticSpec", "build_run", "true_quantile", "write_run"]
+__all__ = [
+    "SyntheticRun",
+    "SyntheticSpec",
+    "build_run",
+    "synthetic_manifest",
+    "true_quantile",
+    "write_run",
+]
 
 VARIANTS = ("direct", "storage_first")
 EPOCH_MS = 1_800_000_000_000.0
@@ -292,7 +299,25 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                     "complete": True,
                 }
             )
-    manifest = {
+    manifest = synthetic_manifest(spec, run_id)
+    return SyntheticRun(
+        manifest=manifest,
+        client=pd.concat(clients, ignore_index=True),
+        server=pd.concat(servers, ignore_index=True),
+        parked=pd.concat(parked, ignore_index=True)
+        if parked
+        else schema.empty_frame(schema.PARKED),
+        metrics=pd.concat(metrics, ignore_index=True),
+        trials=pd.DataFrame(trials),
+        redriven=pd.concat(redriven, ignore_index=True)
+        if redriven
+        else schema.empty_frame(schema.REDRIVEN),
+    )
+
+
+def synthetic_manifest(spec: SyntheticSpec, run_id: str) -> dict[str, Any]:
+    """The manifest of a synthetic run of ``spec`` (every generator of one writes the same)."""
+    return {
         "run_id": run_id,
         "suite": {"version": "0.1.0", "git_revision": "synthetic"},
         "scenario": {
@@ -318,19 +343,6 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
         "ended_at": "2027-01-15T09:00:00Z",
         "partial": spec.partial,
     }
-    return SyntheticRun(
-        manifest=manifest,
-        client=pd.concat(clients, ignore_index=True),
-        server=pd.concat(servers, ignore_index=True),
-        parked=pd.concat(parked, ignore_index=True)
-        if parked
-        else schema.empty_frame(schema.PARKED),
-        metrics=pd.concat(metrics, ignore_index=True),
-        trials=pd.DataFrame(trials),
-        redriven=pd.concat(redriven, ignore_index=True)
-        if redriven
-        else schema.empty_frame(schema.REDRIVEN),
-    )
 
 
 def write_run(run_dir: Path, run: SyntheticRun) -> Path:

@@ -5,16 +5,17 @@ and <= 500 MB peak; 20M + 20M rows <= 90 s and <= 2 GB peak.
     .venv/bin/python scripts/bench_analysis.py [--rows N] [--keep DIR] [--repeat 3]
         [--memory-limit 1GB]
 
-The run folder is generated once (``--keep DIR`` keeps it and reuses it next time). Each
-report runs in a fresh process, exactly what `asyncbench report RUN_DIR` does (load, analyse,
-render, write); its wall time, CPU time (user + system) and peak resident memory are those of
-that whole process, read from the kernel when it exits (wait4).
+The run folder is generated once (``--keep DIR`` keeps it and reuses it next time), part by
+part with bounded memory (``analysis.synthetic_parts``: parts of at most 1,000,000 requests),
+in a child process whose wall time and peak resident memory are printed. Each report runs in a
+fresh process, exactly what `asyncbench report RUN_DIR` does (load, analyse, render, write); its
+wall time, CPU time (user + system) and peak resident memory are those of that whole process,
+read from the kernel when it exits (wait4).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -23,17 +24,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from analysis.synthetic import SyntheticSpec, build_run, write_run
+from analysis.synthetic import SyntheticSpec
+from analysis.synthetic_parts import write_run_in_parts
 
 TARGETS = {1_000_000: (5.0, 500.0), 20_000_000: (90.0, 2048.0)}  # rows: (wall s, peak MB)
 
 
-def _generate(spec: SyntheticSpec, run_dir: Path) -> None:
-    run = build_run(spec, "bench")
-    write_run(run_dir, run)
+def _generate(rows: int, run_dir: Path) -> None:
+    written = write_run_in_parts(run_dir, _spec(rows), "bench")
     print(
-        f"generated {len(run.client):,} client, {len(run.server):,} server and "
-        f"{len(run.metrics):,} metric rows",
+        f"generated {written.client_rows:,} client, {written.server_rows:,} server and "
+        f"{written.metric_rows:,} metric rows in {written.parts:,} parts",
         flush=True,
     )
 
@@ -52,47 +53,57 @@ def _spec(rows: int) -> SyntheticSpec:
     )
 
 
+def _measure(command: list[str], what: str) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak MB) of one child process running ``command``."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL if what == "report" else None)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"the {what} failed (exit {process.returncode})")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: KB
+
+
 def _report_once(run_dir: Path, out: Path, memory_limit: str | None) -> tuple[float, float, float]:
     """(wall s, CPU s, peak MB) of one `asyncbench report` process."""
     command = [sys.executable, "-m", "asyncbench", "report", str(run_dir), "--out", str(out)]
     if memory_limit:
         command += ["--memory-limit", memory_limit]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"the report failed (exit {process.returncode})")
-    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: KB
+    return _measure(command, "report")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="client rows in total")
     parser.add_argument("--keep", type=Path, help="write the run folder here (reused if there)")
-    parser.add_argument("--repeat", type=int, default=3, help="reports to time (median)")
+    parser.add_argument("--repeat", type=int, default=3, help="reports to time (0: generate only)")
     parser.add_argument("--memory-limit", help="report --memory-limit (default: the engine's)")
+    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate_only:  # the child process that writes the run folder
+        _generate(args.rows, args.keep)
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = args.keep or Path(scratch) / "bench-run"
         if (run_dir / "manifest.json").is_file():
             print(f"reusing {run_dir}", flush=True)
         else:
-            started = time.perf_counter()
-            context = multiprocessing.get_context("spawn")
-            child = context.Process(target=_generate, args=(_spec(args.rows), run_dir))
-            child.start()
-            child.join()
-            if child.exitcode != 0:
-                print("generating the synthetic run failed", file=sys.stderr)
-                return 1
-            print(f"generate+write: {time.perf_counter() - started:.1f} s", flush=True)
+            command = [sys.executable, __file__, "--generate-only", "--rows", str(args.rows)]
+            wall, cpu, peak = _measure([*command, "--keep", str(run_dir)], "generation")
+            size = sum(path.stat().st_size for path in run_dir.rglob("*") if path.is_file())
+            print(
+                f"generate+write: {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:,.0f} MB peak, "
+                f"{size / 2**20:,.0f} MB on disk",
+                flush=True,
+            )
         results = []
         for number in range(args.repeat):
             wall, cpu, peak = _report_once(run_dir, Path(scratch) / "out", args.memory_limit)
             print(f"report {number + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU, {peak:,.0f} MB peak")
             results.append((wall, cpu, peak))
+    if not results:  # --repeat 0: generate only
+        return 0
     wall = statistics.median(result[0] for result in results)
     cpu = statistics.median(result[1] for result in results)
     peak = statistics.median(result[2] for result in results)

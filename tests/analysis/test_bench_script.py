@@ -22,7 +22,9 @@ def test_bench_script_reports_its_figures(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(result.stdout.strip().splitlines())
     first, second = runs
-    assert any(line.startswith("generate+write: ") for line in first)
+    generated = [line for line in first if line.startswith("generate+write: ")]
+    assert len(generated) == 1 and "MB peak" in generated[0] and "MB on disk" in generated[0]
+    assert any(line.startswith("generated 8,000 client, ") for line in first)
     assert second[0] == f"reusing {tmp_path / 'run'}"
     assert (tmp_path / "run" / "manifest.json").is_file()
     for lines in runs:

@@ -1,0 +1,372 @@
+"""Synthetic run folders of any size, written part by part with bounded memory.
+
+:func:`analysis.synthetic.build_run` builds a whole run in memory, which is fine for tests and
+impossible at 20 million requests. :func:`write_run_in_parts` writes the same kind of run (the
+same :class:`~analysis.synthetic.SyntheticSpec`, the same shape: ids, schedule, outage, FIFO
+drain, lost / parked / pending / re-driven / retried requests, two metric rows per stored item)
+straight to a run folder, one part of at most ``part_rows`` requests at a time, so memory holds
+one part whatever the size of the run. Only the random draws differ from ``build_run``'s: each
+trial draws its latencies and its poison requests from its own seeded streams, so the rows do
+not depend on the part size, and every column that is not random equals ``build_run``'s.
+
+Parts: ``data/client/client-TTTT-PPPP.parquet`` (one row per request of the part, plus the
+failed first attempt of each retried one), ``data/server/server-TTTT-PPPP.parquet`` (its stored
+items), ``data/metrics/metrics-TTTT-PPPP.parquet`` (two rows per stored item), per trial
+``parked-TTTT`` and ``redrive-TTTT`` when it has any, then ``trials.parquet`` and the manifest,
+last, so a folder with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.synthetic import EPOCH_MS, VARIANTS, SyntheticSpec, synthetic_manifest
+from reports import schema
+
+__all__ = ["PART_ROWS", "PartsWritten", "write_run_in_parts"]
+
+PART_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class PartsWritten:
+    """What :func:`write_run_in_parts` wrote."""
+
+    run_dir: Path
+    client_rows: int
+    server_rows: int
+    metric_rows: int
+    parts: int
+
+
+@dataclass
+class _Carry:
+    """State one part hands to the next part of the same trial."""
+
+    sent_max: float = -np.inf  # running max of intended - i * send interval (generator limit)
+    drain_max: float = -np.inf  # running max of release - i * drain interval (FIFO processor)
+    stored: int = 0  # items stored by earlier parts (retries are picked by stored rank)
+    late_sends: int = 0
+    client_rows: int = 0
+
+
+def _fifo_part(
+    release_ms: np.ndarray, service_ms: float, first: int, carry: float
+) -> tuple[np.ndarray, float]:
+    """``synthetic._fifo`` over a slice starting at index ``first`` of the whole trial, given
+    the running maximum ``carry`` of the earlier slices: the same floats as one call on the
+    whole array (a maximum is exact and the index products are the same). Returns the
+    completion times and the carry for the next slice."""
+    index = np.arange(first, first + len(release_ms)) * service_ms
+    if not len(index):
+        return index, carry
+    running = np.maximum(np.maximum.accumulate(release_ms - index), carry)
+    return index + running, float(running[-1])
+
+
+def _schedule(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per stage: first request index, start offset (s), rate, request count."""
+    firsts, starts, rates, counts = [], [], [], []
+    start, first = 0.0, 0
+    for duration, rate in spec.stages:
+        count = round(duration * rate)
+        firsts.append(first)
+        starts.append(start)
+        rates.append(rate)
+        counts.append(count)
+        first += count
+        start += duration
+    return np.array(firsts), np.array(starts), np.array(rates, dtype=float), np.array(counts)
+
+
+def _in_part(indices: np.ndarray, low: int, high: int) -> np.ndarray:
+    return indices[(indices >= low) & (indices < high)] - low
+
+
+def _ids(variant: str, trial: int, index: np.ndarray) -> pa.Array:
+    numbers = pc.cast(pa.array(index), pa.string())
+    return pc.binary_join_element_wise(f"{variant[0]}{trial}-", numbers, "")
+
+
+def write_run_in_parts(
+    run_dir: Path,
+    spec: SyntheticSpec,
+    run_id: str = "synthetic",
+    *,
+    part_rows: int = PART_ROWS,
+    on_part: Callable[[str], None] | None = None,
+) -> PartsWritten:
+    """Write a run of ``spec`` to ``run_dir`` in parts of at most ``part_rows`` requests (see
+    the module doc); ``on_part`` is called with each part's name once it is written."""
+    if part_rows < 1:
+        raise ValueError("part_rows must be at least 1")
+    run_dir = Path(run_dir)
+    firsts, starts, rates, counts = _schedule(spec)
+    count = int(counts.sum())
+    trial_length_s = float(sum(duration for duration, _ in spec.stages))
+    totals = {"client": 0, "server": 0, "metrics": 0, "parts": 0}
+
+    def written(name: str, rows: int, kind: str) -> None:
+        totals[kind] += rows
+        totals["parts"] += 1
+        if on_part is not None:
+            on_part(name)
+
+    trials: list[dict[str, Any]] = []
+    trial = 0
+    for repetition in range(1, spec.repetitions + 1):
+        for variant in VARIANTS:
+            trial += 1
+            start_ms = EPOCH_MS + (trial - 1) * (trial_length_s + spec.trial_gap_s) * 1000
+            outage_ms = None
+            if spec.outage is not None:
+                outage_ms = (
+                    start_ms + spec.outage[0] * 1000,
+                    start_ms + (spec.outage[0] + spec.outage[1]) * 1000,
+                )
+            drift = spec.drift.get(variant, ())
+            factor = drift[(repetition - 1) % len(drift)] if drift else 1.0
+            latency_rng = np.random.default_rng([spec.seed, trial, 0])
+            poison_rng = np.random.default_rng([spec.seed, trial, 1])
+            carry = _Carry()
+            parked_ids: list[pa.Array] = []
+            parked_at: list[np.ndarray] = []
+            redriven_ids: list[pa.Array] = []
+            redriven_at: list[np.ndarray] = []
+            for part, low in enumerate(range(0, count, part_rows), start=1):
+                high = min(low + part_rows, count)
+                tag = f"{trial:04d}-{part:04d}"
+                index = np.arange(low, high)
+                stage_index = np.searchsorted(firsts, index, side="right") - 1
+                offsets_s = starts[stage_index] + (index - firsts[stage_index]) / rates[stage_index]
+                intended = start_ms + offsets_s * 1000
+                latency = factor * (
+                    spec.latency_offset_ms[variant]
+                    + latency_rng.exponential(spec.latency_scale_ms[variant], len(index))
+                )
+                sent = intended.copy()
+                if spec.generator_limit_per_s is not None:
+                    sent, carry.sent_max = _fifo_part(
+                        intended, 1000.0 / spec.generator_limit_per_s, low, carry.sent_max
+                    )
+                ids = _ids(variant, trial, index)
+                poison = poison_rng.random(len(index)) < spec.poison_share
+                n = len(index)
+                outcome = np.full(n, "succeeded" if variant == "direct" else "accepted", object)
+                status_code = np.full(n, 200 if variant == "direct" else 202)
+                accepted = sent.copy()
+                started = accepted + 1.0
+                processed = started + spec.work_ms
+                stored = np.ones(n, dtype=bool)
+                item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
+                retried = np.zeros(n, dtype=bool)
+                if variant == "direct":
+                    outcome[poison] = "rejected"
+                    status_code[poison] = 400
+                    stored &= ~poison
+                    if outage_ms is not None:
+                        down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
+                        outcome[down] = "server_error"
+                        status_code[down] = 502
+                        stored &= ~down
+                    rank = carry.stored + np.cumsum(stored) - 1
+                    last_rank = 3 + 13 * spec.retried_per_trial
+                    retried = stored & (rank >= 3) & (rank < last_rank) & ((rank - 3) % 13 == 0)
+                else:
+                    release = accepted + spec.lag_ms
+                    if outage_ms is not None:
+                        held = (release >= outage_ms[0]) & (release < outage_ms[1])
+                        release[held] = outage_ms[1]
+                    drained, carry.drain_max = _fifo_part(
+                        release, 1000.0 / spec.drain_rate_per_s, low, carry.drain_max
+                    )
+                    processed = drained + spec.work_ms
+                    started = processed - spec.work_ms
+                processed_col = processed.astype(np.float64)
+                started_col = started.astype(np.float64)
+                if variant == "storage_first":
+                    stored[_in_part(np.arange(spec.lost_per_trial) * 7 + 3, low, high)] = False
+                    parked_all = np.arange(spec.parked_per_trial + spec.redriven_per_trial) * 11 + 5
+                    parked_index = _in_part(parked_all, low, high)
+                    item_status[parked_index] = "PENDING"
+                    processed_col[parked_index] = np.nan
+                    redriven_index = _in_part(parked_all[spec.parked_per_trial :], low, high)
+                    item_status[redriven_index] = "SUCCEEDED"
+                    processed_col[redriven_index] = accepted[redriven_index] + 600_000.0
+                    pending_index = _in_part(np.arange(spec.pending_per_trial) * 13 + 8, low, high)
+                    item_status[pending_index] = "PENDING"
+                    processed_col[pending_index] = np.nan
+                    parked_ids.append(ids.take(pa.array(parked_index)))
+                    parked_at.append(accepted[parked_index] + 5000.0)
+                    redriven_ids.append(ids.take(pa.array(redriven_index)))
+                    redriven_at.append(accepted[redriven_index] + 590_000.0)
+                waited = sent - intended
+                carry.late_sends += int((waited > 10.0).sum())
+                client = {
+                    "attempt": np.ones(n, dtype=np.int16),
+                    "intended_at_ms": intended,
+                    "sent_at_ms": sent.copy(),
+                    "latency_ms": latency,
+                    "latency_from_intended_ms": latency + waited,
+                    "status_code": status_code,
+                    "outcome": outcome,
+                    "request_id": ids,
+                    "warmup": offsets_s < spec.warmup_s,
+                    "target_rate_per_s": rates[stage_index],
+                    "stage": stage_index,
+                }
+                if retried.any():
+                    client = _with_failed_first_attempts(client, retried, waited)
+                rows = len(client["intended_at_ms"])
+                constants = {"run_id": run_id, "trial": trial, "variant": variant}
+                schema.write_columns(
+                    run_dir, schema.CLIENT,
+                    {**constants, "scenario": spec.scenario, "worker": "w0", **client},
+                    rows, part=f"client-{tag}",
+                )  # fmt: skip
+                carry.client_rows += rows
+                written(f"client-{tag}", rows, "client")
+                mask = pa.array(stored)
+                items = int(stored.sum())
+                failed = item_status[stored] == "FAILED"
+                schema.write_columns(
+                    run_dir, schema.SERVER,
+                    {
+                        **constants,
+                        "request_id": ids.filter(mask),
+                        "status": item_status[stored],
+                        "attempts": 1,
+                        "duplicates": 0,
+                        "accepted_at_ms": accepted[stored],
+                        "started_at_ms": started_col[stored],
+                        "processed_at_ms": processed_col[stored],
+                        "error": pc.if_else(
+                            pa.array(failed), "poison request", pa.scalar(None, pa.string())
+                        ),
+                        "cold_start": index[stored] == 0,
+                        "request_bytes": 100,
+                    },
+                    items, part=f"server-{tag}",
+                )  # fmt: skip
+                written(f"server-{tag}", items, "server")
+                carry.stored += items
+                schema.write_columns(
+                    run_dir, schema.METRICS,
+                    {
+                        **constants,
+                        "source": "local",
+                        "metric": np.repeat(["Invocations", "Duration"], items),
+                        "timestamp_ms": np.tile(processed_col[stored], 2),
+                        "value": np.concatenate(
+                            [np.ones(items), np.full(items, spec.work_ms + 0.3)]
+                        ),
+                        "unit": np.repeat(["Count", "Milliseconds"], items),
+                    },
+                    2 * items, part=f"metrics-{tag}",
+                )  # fmt: skip
+                written(f"metrics-{tag}", 2 * items, "metrics")
+            if variant == "storage_first":
+                _write_trial_tables(
+                    run_dir, run_id, trial, parked_ids, parked_at, redriven_ids, redriven_at
+                )
+            trials.append(
+                {
+                    "run_id": run_id,
+                    "trial": trial,
+                    "repetition": repetition,
+                    "variant": variant,
+                    "scenario": spec.scenario,
+                    "started_at_ms": start_ms,
+                    "ended_at_ms": start_ms + trial_length_s * 1000,
+                    "warmup_until_ms": start_ms + spec.warmup_s * 1000,
+                    "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
+                    "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
+                    "rows_written": carry.client_rows,
+                    "late_sends": carry.late_sends,
+                    "dropped_sends": spec.dropped_per_trial,
+                    "workers_lost": spec.workers_lost_per_trial,
+                    "unfinished": spec.pending_per_trial if variant == "storage_first" else 0,
+                    "complete": True,
+                }
+            )
+    schema.write_table(run_dir, schema.TRIALS, pd.DataFrame(trials))
+    schema.write_manifest(run_dir, synthetic_manifest(spec, run_id))
+    return PartsWritten(
+        run_dir=run_dir,
+        client_rows=totals["client"],
+        server_rows=totals["server"],
+        metric_rows=totals["metrics"],
+        parts=totals["parts"],
+    )
+
+
+def _with_failed_first_attempts(
+    client: dict[str, Any], retried: np.ndarray, waited: np.ndarray
+) -> dict[str, Any]:
+    """The part's client columns with, before them, the failed first attempt (a 502 with no
+    request id, 3 ms) of each retried request, whose own row becomes attempt 2, 103 ms later."""
+    failed = {
+        name: values.filter(pa.array(retried)) if isinstance(values, pa.Array) else values[retried]
+        for name, values in client.items()
+    }
+    count = int(retried.sum())
+    failed.update(
+        outcome=np.full(count, "server_error", object),
+        status_code=np.full(count, 502),
+        request_id=pa.nulls(count, pa.string()),
+        latency_ms=np.full(count, 3.0),
+        latency_from_intended_ms=3.0 + waited[retried],
+    )
+    client["attempt"][retried] = 2
+    client["sent_at_ms"][retried] += 103.0
+    client["latency_from_intended_ms"][retried] += 103.0
+    return {
+        name: pa.concat_arrays([failed[name], values])
+        if isinstance(values, pa.Array)
+        else np.concatenate([failed[name], values])
+        for name, values in client.items()
+    }
+
+
+def _write_trial_tables(
+    run_dir: Path,
+    run_id: str,
+    trial: int,
+    parked_ids: list[pa.Array],
+    parked_at: list[np.ndarray],
+    redriven_ids: list[pa.Array],
+    redriven_at: list[np.ndarray],
+) -> None:
+    """One storage-first trial's parked and re-driven rows (a few per trial: held until the
+    trial's last part)."""
+    constants = {"run_id": run_id, "trial": trial, "variant": "storage_first"}
+    parked = pa.concat_arrays(parked_ids) if parked_ids else pa.array([], pa.string())
+    if len(parked):
+        schema.write_columns(
+            run_dir, schema.PARKED,
+            {
+                **constants, "request_id": parked, "shard_id": "shard-0", "batch_size": 1,
+                "condition": "RetryAttemptsExhausted", "timestamp_ms": np.concatenate(parked_at),
+                "raw": "{}",
+            },
+            len(parked), part=f"parked-{trial:04d}",
+        )  # fmt: skip
+    redriven = pa.concat_arrays(redriven_ids) if redriven_ids else pa.array([], pa.string())
+    if len(redriven):
+        schema.write_columns(
+            run_dir, schema.REDRIVEN,
+            {
+                **constants, "request_id": redriven, "source": "parked",
+                "redriven_at_ms": np.concatenate(redriven_at), "status_before": "PENDING",
+                "status_after": "SUCCEEDED",
+            },
+            len(redriven), part=f"redrive-{trial:04d}",
+        )  # fmt: skip
