@@ -4,6 +4,14 @@ The stage-specific reading lives behind :class:`StageSide` (``collect_local`` re
 Local, the failure file and the metrics log; ``collect_aws`` reads DynamoDB, SQS and
 CloudWatch). This module owns what is the same for both: when the trial has settled, which items
 belong to it, and how items and destination records become SERVER and PARKED rows.
+
+Memory at scale: a trial of tens of millions of items is never held. While waiting for the
+trial to settle, each poll scans the run's items page by page and keeps only the ids still
+outstanding (pending, or accepted and not yet seen). Once settled, one more scan turns the items
+into SERVER rows in parts of at most ``part_rows`` rows, each handed to a ``server_sink`` (the
+run folder's writer) as it fills, with a progress line per part. What stays in memory is one
+part, the outstanding ids and the id -> trial map of the collected items that later trials of
+the variant need to skip them (ids only, about 100 bytes each; an item as a dict is 1-2 KB).
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +32,9 @@ from reports.schema import METRICS, PARKED, SERVER, empty_frame
 
 __all__ = [
     "ACCEPTED_OUTCOMES",
+    "SERVER_PART_ROWS",
+    "ServerParts",
+    "ServerSink",
     "StageSide",
     "TrialCollection",
     "TrialWindow",
@@ -36,6 +47,12 @@ TERMINAL = TERMINAL_STATUSES
 # Server and client clocks differ (on AWS); an item a little outside the client's window is
 # still this trial's.
 WINDOW_SLACK_MS = 5_000.0
+# SERVER rows per part written while collecting: a part is built from dicts (1-2 KB per row
+# before it becomes a frame), so this bounds collection's memory to a few hundred MB.
+SERVER_PART_ROWS = 100_000
+
+ServerSink = Callable[[pd.DataFrame], None]
+"""Takes one part of SERVER rows as collection reads them (writes it to the run folder)."""
 
 
 class StageSide(Protocol):
@@ -75,16 +92,24 @@ class TrialWindow:
 @dataclass(frozen=True)
 class TrialCollection:
     server: pd.DataFrame
+    """The trial's SERVER rows; empty when a ``server_sink`` took them part by part."""
     parked: pd.DataFrame
     metrics: pd.DataFrame
     unfinished: int
     """Accepted requests neither terminal nor parked at the deadline (or missing entirely)."""
     settled: bool
     collected_at_ms: float
-    request_ids: frozenset[str] = field(default_factory=frozenset)
-    """Ids of the items collected here (so later trials of the variant skip them)."""
     trials: Mapping[str, int] = field(default_factory=dict)
-    """Trial of each collected item, by request id."""
+    """Trial of each collected item, by request id (later trials of the variant skip them)."""
+    items: int = 0
+    """SERVER rows collected (written to the sink, or in ``server``)."""
+    server_parts: int = 0
+    """Parts handed to the ``server_sink`` (0 without one)."""
+
+    @property
+    def request_ids(self) -> frozenset[str]:
+        """Ids of the items collected here (so later trials of the variant skip them)."""
+        return frozenset(self.trials)
 
 
 def _assign(item: Mapping[str, Any], window: TrialWindow, earlier: Sequence[TrialWindow]) -> int:
@@ -111,31 +136,82 @@ def server_rows(
     collected_at_ms: float,
 ) -> pd.DataFrame:
     """Items -> SERVER rows; ``trials`` maps each item id to its trial."""
-    rows = []
-    for item in items:
-        request = item.get("request")
-        rows.append(
-            {
-                "run_id": window.run_id,
-                "trial": trials.get(str(item["id"]), window.trial),
-                "variant": window.variant,
-                "request_id": str(item["id"]),
-                "status": item.get("status", "PENDING"),
-                "attempts": item.get("attempts"),
-                "duplicates": item.get("duplicates"),
-                "accepted_at_ms": item.get("accepted_at_ms"),
-                "started_at_ms": item.get("started_at_ms"),
-                "processed_at_ms": item.get("processed_at_ms"),
-                "error": item.get("error"),
-                "cold_start": item.get("cold_start"),
-                "ttl": item.get("ttl"),
-                "request_bytes": len(request.encode("utf-8")) if isinstance(request, str) else None,
-                "collected_at_ms": collected_at_ms,
-            }
-        )
+    rows = [
+        _server_row(item, window, trials.get(str(item["id"]), window.trial), collected_at_ms)
+        for item in items
+    ]
     if not rows:
         return empty_frame(SERVER)
     return pd.DataFrame(rows)
+
+
+def _server_row(
+    item: Mapping[str, Any], window: TrialWindow, trial: int, collected_at_ms: float
+) -> dict[str, Any]:
+    request = item.get("request")
+    return {
+        "run_id": window.run_id,
+        "trial": trial,
+        "variant": window.variant,
+        "request_id": str(item["id"]),
+        "status": item.get("status", "PENDING"),
+        "attempts": item.get("attempts"),
+        "duplicates": item.get("duplicates"),
+        "accepted_at_ms": item.get("accepted_at_ms"),
+        "started_at_ms": item.get("started_at_ms"),
+        "processed_at_ms": item.get("processed_at_ms"),
+        "error": item.get("error"),
+        "cold_start": item.get("cold_start"),
+        "ttl": item.get("ttl"),
+        "request_bytes": len(request.encode("utf-8")) if isinstance(request, str) else None,
+        "collected_at_ms": collected_at_ms,
+    }
+
+
+class ServerParts:
+    """SERVER rows gathered into parts of at most ``part_rows``, each handed to ``sink`` as
+    soon as it is full (and the last one by :meth:`close`): never more than one part held."""
+
+    def __init__(
+        self,
+        window: TrialWindow,
+        collected_at_ms: float,
+        sink: ServerSink,
+        *,
+        part_rows: int = SERVER_PART_ROWS,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        if part_rows < 1:
+            raise ValueError("part_rows must be at least 1")
+        self.window = window
+        self.collected_at_ms = collected_at_ms
+        self.sink = sink
+        self.part_rows = part_rows
+        self.progress = progress
+        self.rows: list[dict[str, Any]] = []
+        self.items = 0
+        self.parts = 0
+
+    def add(self, item: Mapping[str, Any], trial: int) -> None:
+        self.rows.append(_server_row(item, self.window, trial, self.collected_at_ms))
+        if len(self.rows) >= self.part_rows:
+            self._flush()
+            # A line per full part: a trial of a few thousand items stays quiet.
+            if self.progress is not None:
+                self.progress(
+                    f"collect: trial {self.window.trial} {self.window.variant}: "
+                    f"{self.items:,} items written in {self.parts:,} parts so far"
+                )
+
+    def close(self) -> None:
+        if self.rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        frame, self.rows = pd.DataFrame(self.rows), []
+        self.sink(frame)
+        self.items += len(frame)
+        self.parts += 1
 
 
 def _timestamp_ms(text: Any) -> float | None:
@@ -185,7 +261,7 @@ def parked_rows(
 
 
 class _TrialState:
-    """What one trial's collection has seen so far (refreshed on each poll)."""
+    """What one trial's collection knows between polls: outstanding ids, never the items."""
 
     def __init__(
         self,
@@ -203,19 +279,28 @@ class _TrialState:
         ids = trial_rows["request_id"].dropna().astype(str)
         self.client_ids = frozenset(ids)
         accepted = trial_rows[trial_rows["outcome"].isin(ACCEPTED_OUTCOMES)]
-        self.accepted_ids = frozenset(accepted["request_id"].dropna().astype(str))
-        self.items: dict[str, dict[str, Any]] = {}
-        self.trials: dict[str, int] = {}
+        accepted_ids = accepted["request_id"].dropna().astype(str)
+        self.unseen: set[str] = set(accepted_ids)
+        """Accepted requests no scan has returned an item for yet."""
+        self.pending: set[str] = set()
+        """This trial's items that were not terminal at the last scan."""
         self.parked: list[tuple[dict[str, Any], list[str]]] = []
         self.parked_ids: set[str] = set()
 
     def refresh(self) -> int:
-        """Read items and new destination records; return how many are still outstanding."""
+        """Read new destination records and scan the items; return how many are outstanding."""
         for record in self.side.new_parked_records():
             request_ids = self.side.resolve(record)
             self.parked.append((record, request_ids))
             self.parked_ids.update(request_ids)
-        self.items = {}
+        for _ in self.scan():
+            pass
+        return self.outstanding()
+
+    def scan(self) -> Iterator[tuple[dict[str, Any], int]]:
+        """The run's items of the variant not collected by earlier trials, with their trial,
+        one at a time as the side reads them; updates the outstanding ids as it goes."""
+        pending: set[str] = set()
         for item in self.side.items(self.window.variant):
             request_id = str(item["id"])
             if request_id in self.skip_ids:
@@ -225,24 +310,14 @@ class _TrialState:
                 if request_id in self.client_ids
                 else _assign(item, self.window, self.earlier)
             )
-            self.items[request_id] = item
-            self.trials[request_id] = trial
-        return self.outstanding()
+            self.unseen.discard(request_id)
+            if trial == self.window.trial and item.get("status") not in TERMINAL:
+                pending.add(request_id)
+            yield item, trial
+        self.pending = pending
 
     def outstanding(self) -> int:
-        pending = {
-            request_id
-            for request_id, item in self.items.items()
-            if self.trials[request_id] == self.window.trial
-            and item.get("status") not in TERMINAL
-            and request_id not in self.parked_ids
-        }
-        missing = {
-            request_id
-            for request_id in self.accepted_ids
-            if request_id not in self.items and request_id not in self.parked_ids
-        }
-        return len(pending | missing)
+        return len((self.pending | self.unseen) - self.parked_ids)
 
 
 def collect_trial(
@@ -256,6 +331,9 @@ def collect_trial(
     earlier_trials: Mapping[str, int] | None = None,
     abort: threading.Event | None = None,
     on_poll: Callable[[int, float], None] | None = None,
+    server_sink: ServerSink | None = None,
+    part_rows: int = SERVER_PART_ROWS,
+    progress: Callable[[str], None] | None = None,
 ) -> TrialCollection:
     """Wait (up to ``timeout_s``) for the trial to settle, then read its server side.
 
@@ -263,11 +341,24 @@ def collect_trial(
     already collected by earlier trials of the run; ``earlier`` their windows, to place items
     no client row names, and ``earlier_trials`` (id -> trial) the trials of items they
     collected, so a late parked record is attributed to its own trial. An ``abort`` ends the
-    wait early and skips the metrics.
+    wait early and skips the metrics. With a ``server_sink`` the SERVER rows go to it in parts
+    of at most ``part_rows`` (``progress`` gets a line per part) and the result's ``server`` is
+    empty; without one they are returned in ``server``.
     """
     state = _TrialState(side, window, client_rows, skip_ids, earlier)
     settled = wait_until_settled(state.refresh, timeout_s=timeout_s, abort=abort, on_poll=on_poll)
     collected_at_ms = time.time() * 1000.0
+    frames: list[pd.DataFrame] = []
+    parts = ServerParts(
+        window, collected_at_ms, server_sink or frames.append, part_rows=part_rows,
+        progress=progress if server_sink is not None else None,
+    )  # fmt: skip
+    trials: dict[str, int] = {}
+    # The rows come from one more scan after the wait, so no poll has to keep the items.
+    for item, trial in state.scan():
+        trials[str(item["id"])] = trial
+        parts.add(item, trial)
+    parts.close()
     unfinished = state.outstanding()
     if abort is not None and abort.is_set():
         metric_rows: list[dict[str, Any]] = []
@@ -280,13 +371,15 @@ def collect_trial(
         if metric_rows
         else empty_frame(METRICS)
     )
+    server = pd.concat(frames, ignore_index=True) if frames else empty_frame(SERVER)
     return TrialCollection(
-        server=server_rows(state.items.values(), window, state.trials, collected_at_ms),
-        parked=parked_rows(state.parked, window, {**(earlier_trials or {}), **state.trials}),
+        server=server,
+        parked=parked_rows(state.parked, window, {**(earlier_trials or {}), **trials}),
         metrics=metrics,
         unfinished=unfinished,
         settled=settled,
         collected_at_ms=collected_at_ms,
-        request_ids=frozenset(state.items),
-        trials={request_id: state.trials[request_id] for request_id in state.items},
+        trials=trials,
+        items=parts.items,
+        server_parts=parts.parts if server_sink is not None else 0,
     )

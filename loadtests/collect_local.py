@@ -8,6 +8,7 @@ offset it had when the trial began, so a trial sees only its own lines, and only
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from asyncbench.errors import EndpointsError, LocalStageError
-from loadtests.collect_dynamodb import resolve_parked_record, scan_run_items
+from loadtests.collect_dynamodb import iter_run_items, resolve_parked_record
 from stack.endpoints import Endpoints
 
 __all__ = ["JsonLinesTail", "LocalStageSide", "local_clients"]
@@ -120,8 +121,9 @@ class LocalStageSide:
             self.metrics_log.mark()
             self._metrics_marked = True
 
-    def items(self, variant: str) -> list[dict[str, Any]]:
-        return scan_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
+    def items(self, variant: str) -> Iterator[dict[str, Any]]:
+        """The run's items page by page as the Scan returns them (never one list)."""
+        return iter_run_items(self.dynamodb, self.endpoints.variant(variant).table, self.run_id)
 
     def new_parked_records(self) -> list[dict[str, Any]]:
         return self.failures.read_new()

@@ -9,6 +9,7 @@ and ``control.abort`` to skip what is left of collection.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,13 @@ import pandas as pd
 
 from asyncbench.errors import RunError
 from loadtests import provenance
-from loadtests.collect import StageSide, TrialCollection, TrialWindow, collect_trial
+from loadtests.collect import (
+    ServerSink,
+    StageSide,
+    TrialCollection,
+    TrialWindow,
+    collect_trial,
+)
 from loadtests.progress import ProgressDisplay
 from loadtests.scenario import Scenario
 from loadtests.trials import (
@@ -178,6 +185,16 @@ def _tune_manifest(tune: TuneSpec, plan: list[PlannedTrial]) -> dict[str, Any]:
     }
 
 
+def server_part_writer(run_dir: Path, trial: int) -> ServerSink:
+    """Writes a trial's SERVER rows as collection reads them, as ``trial-TTT-PPPP`` parts."""
+    parts = itertools.count(1)
+
+    def write(frame: pd.DataFrame) -> None:
+        write_rows(run_dir, SERVER, frame, part=f"trial-{trial:03d}-{next(parts):04d}")
+
+    return write
+
+
 class RunFolder:
     """Writes one run's folder; the manifest and TRIALS are rewritten after every trial."""
 
@@ -190,7 +207,8 @@ class RunFolder:
     def add_trial(self, row: dict[str, Any], collection: TrialCollection | None) -> None:
         part = f"trial-{row['trial']:03d}"
         if collection is not None:
-            write_rows(self.run_dir, SERVER, collection.server, part=part)
+            if not collection.server_parts:  # else the sink wrote them while collecting
+                write_rows(self.run_dir, SERVER, collection.server, part=part)
             write_rows(self.run_dir, PARKED, collection.parked, part=part)
             write_rows(self.run_dir, METRICS, collection.metrics, part=part)
         self.trial_rows.append(row)
@@ -386,11 +404,13 @@ def _one_trial(
         earlier=tuple(windows),
         abort=control.abort,
         on_poll=display.collecting,
+        server_sink=server_part_writer(run_dir, planned.trial),
+        progress=display.message,
     )
     collected_ids.update(collection.trials)
     windows.append(window)
     display.message(
-        f"trial {planned.trial}/{total} {planned.variant}: {len(collection.server)} items, "
+        f"trial {planned.trial}/{total} {planned.variant}: {collection.items} items, "
         f"{len(collection.parked)} parked, {collection.unfinished} unfinished"
         + ("" if collection.settled else " (collection deadline reached)")
     )

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,7 +18,8 @@ from asyncbench.errors import StackNotDeployedError
 from loadtests import collect_aws
 from loadtests.collect import TrialWindow, collect_trial
 from loadtests.collect_aws import AwsStageSide, metric_queries
-from reports.schema import PARKED, SERVER, conform
+from loadtests.run import server_part_writer
+from reports.schema import PARKED, SERVER, conform, part_paths, read_table
 from stack.endpoints import Endpoints, VariantEndpoint
 
 REGION = "us-east-1"
@@ -329,3 +331,38 @@ def test_items_are_read_page_by_page_with_a_progress_line(
     assert sorted(item["id"] for item in [first, *rest]) == [f"id-{n:02d}" for n in range(23)]
     assert len(calls) == 5 and set(calls) == {5}  # 24 items (one of another run) in pages of 5
     assert lines[-1].startswith("scanning tbl-sf: 23 items of the run in 5 pages")
+
+
+def test_a_large_table_is_collected_into_server_parts_page_by_page(
+    aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _table("tbl-sf")
+    for number in range(57):
+        _put("tbl-sf", f"id-{number:02d}", "SUCCEEDED")
+    _put("tbl-sf", "other-run", "SUCCEEDED", run_id="run-2")
+    monkeypatch.setattr(collect_aws, "SCAN_PROGRESS_S", 0.0)
+    lines: list[str] = []
+    side = AwsStageSide(_endpoints(""), RUN, page_size=4, progress=lines.append)
+    calls: list[int] = []
+    scan = side.dynamodb.scan
+    monkeypatch.setattr(
+        side.dynamodb, "scan", lambda **kw: calls.append(kw.get("Limit")) or scan(**kw)
+    )
+    window = TrialWindow(RUN, 1, "storage_first", time.time() * 1000 - 60_000, time.time() * 1000)
+    client = pd.DataFrame(
+        {"trial": 1, "request_id": [f"id-{n:02d}" for n in range(57)], "outcome": "accepted"}
+    )
+    result = collect_trial(
+        side, window, client, timeout_s=5, server_sink=server_part_writer(tmp_path, 1),
+        part_rows=10, progress=lines.append,
+    )  # fmt: skip
+
+    assert result.settled and result.unfinished == 0
+    assert len(calls) == 2 * 15 and set(calls) == {4}  # 58 items in pages of 4, scanned twice
+    parts = part_paths(tmp_path, SERVER)
+    assert [path.name for path in parts] == [f"trial-001-{n:04d}.parquet" for n in range(1, 7)]
+    server = read_table(tmp_path, SERVER)
+    assert sorted(server["request_id"]) == [f"id-{n:02d}" for n in range(57)]  # each once
+    assert result.items == 57 and result.server_parts == 6 and result.server.empty
+    assert "scanning tbl-sf: 57 items of the run in 15 pages, 0 s" in lines
+    assert "collect: trial 1 storage_first: 50 items written in 5 parts so far" in lines

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
-from loadtests.collect import TrialWindow, collect_trial, parked_rows
+from loadtests.collect import TrialWindow, _TrialState, collect_trial, parked_rows
 
 RECORD = {
     "requestContext": {"condition": "RecordAgeExceeded", "approximateInvokeCount": 3},
@@ -85,3 +87,74 @@ def test_accepted_request_without_item_is_unfinished() -> None:
     )
     result = collect_trial(Side([], []), window, client, timeout_s=0)
     assert not result.settled and result.unfinished == 1 and result.server.empty
+
+
+class Item(dict[str, Any]):
+    """An item dict that can be watched by a weak reference (to see who keeps it alive)."""
+
+
+class PagedSide(Side):
+    """Yields items a page at a time, counting how many it has handed out are still alive."""
+
+    def __init__(self, count: int, page_size: int, pending: set[int]) -> None:
+        super().__init__([], [])
+        self.count, self.page_size, self.pending = count, page_size, pending
+        self.alive = self.most_alive = 0
+        self.refs: list[weakref.ref[Item]] = []
+        self.scans = 0
+
+    def items(self, variant: str) -> Iterator[dict[str, Any]]:
+        self.scans += 1
+        for start in range(0, self.count, self.page_size):
+            page = [
+                Item(id=f"id-{n}", status="PENDING" if n in self.pending else "SUCCEEDED",
+                     accepted_at_ms=1_000.0, request="{}")
+                for n in range(start, min(start + self.page_size, self.count))
+            ]  # fmt: skip
+            for item in page:
+                self.refs.append(weakref.ref(item, self._gone))
+                self.alive += 1
+                self.most_alive = max(self.most_alive, self.alive)
+                yield item
+            del page, item
+
+    def _gone(self, _: object) -> None:
+        self.alive -= 1
+
+
+def test_collection_writes_server_parts_and_never_holds_more_than_a_page() -> None:
+    window = TrialWindow("r", 2, "storage_first", 0, 10_000)
+    client = pd.DataFrame(
+        {"trial": 2, "request_id": [f"id-{n}" for n in range(999)], "outcome": "accepted"}
+    )
+    side = PagedSide(1_000, page_size=25, pending={7, 700})
+    parts: list[pd.DataFrame] = []
+    lines: list[str] = []
+    result = collect_trial(
+        side, window, client, timeout_s=0, skip_ids=frozenset({"id-999"}),
+        server_sink=parts.append, part_rows=300, progress=lines.append,
+    )  # fmt: skip
+    assert side.scans == 2  # one poll, then the scan that writes the rows
+    # The collector keeps no item: only the side's current page is ever alive.
+    assert side.most_alive <= 25
+    assert [len(part) for part in parts] == [300, 300, 300, 99]
+    ids = pd.concat(parts)["request_id"]
+    assert ids.is_unique and set(ids) == {f"id-{n}" for n in range(999)}  # all once, skip kept
+    assert result.server.empty and result.items == 999 and result.server_parts == 4
+    assert result.unfinished == 2 and not result.settled  # id-7, id-700 still PENDING
+    assert result.request_ids == frozenset(ids)
+    assert lines == [
+        f"collect: trial 2 storage_first: {n:,} items written in {p} parts so far"
+        for p, n in ((1, 300), (2, 600), (3, 900))
+    ]
+
+
+def test_between_polls_only_outstanding_ids_are_kept() -> None:
+    window = TrialWindow("r", 1, "storage_first", 0, 10_000)
+    client = pd.DataFrame(
+        {"trial": 1, "request_id": ["id-0", "id-1", "gone"], "outcome": "accepted"}
+    )
+    state = _TrialState(PagedSide(50, 10, pending={1, 30}), window, client, frozenset(), ())
+    assert state.refresh() == 3  # id-1, id-30 pending (id-30: placed by its accepted time)
+    assert state.pending == {"id-1", "id-30"} and state.unseen == {"gone"}
+    assert not any(isinstance(value, dict) for value in vars(state).values())  # no items held
