@@ -5,7 +5,7 @@ nothing else knows file names or column types. Layout of ``reports/<run_id>/``::
 
     manifest.json                 provenance, scenario, config, trials' bookkeeping, `partial`
     data/client/*.parquet         one row per request attempt, written in chunks (CLIENT)
-    data/server/*.parquet         both tables' items of the run, one file per trial (SERVER)
+    data/server/*.parquet         both tables' items of the run, in parts per trial (SERVER)
     data/parked/*.parquet         failure-destination records, one row per parked stream record
     data/metrics/*.parquet        the stage's own metrics (local log or CloudWatch), long format
     data/trials.parquet           one row per trial (TRIALS)
