@@ -31,7 +31,14 @@ from loadtests.collect import TrialWindow, collect_trial
 from loadtests.engine import WorkerTally, assemble_result, seconds_in_flight, trial_setup
 from loadtests.pacing import users_needed
 from loadtests.recorder import PartWriter, Recorder
-from loadtests.run import RunFolder, RunRequest, base_manifest, make_stage_side, trial_row
+from loadtests.run import (
+    RunFolder,
+    RunRequest,
+    base_manifest,
+    make_stage_side,
+    server_part_writer,
+    trial_row,
+)
 from loadtests.scenario import Scenario, load_scenario
 from loadtests.trials import PlannedTrial, draw_seed, make_run_id
 from loadtests.users import TrialContext, TrialRound, make_user_class
@@ -149,6 +156,8 @@ class _Run:
             skip_ids=frozenset(self.collected),
             earlier_trials=self.collected,
             earlier=tuple(self.windows),
+            server_sink=server_part_writer(self.run_dir, self.trial),
+            progress=lambda line: print(f"asyncbench: {line}", file=sys.stderr),
         )
         self.collected.update(collection.trials)
         self.windows.append(window)
