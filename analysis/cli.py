@@ -85,9 +85,22 @@ def make_report(
     return write_report(target, report)
 
 
+def _local_folder(location: str, say: Callable[[str], None]) -> Path:
+    """A RUN_DIR argument as a local folder: an ``s3://`` one is copied under reports/s3/."""
+    from analysis.remote import fetch_run_folder, is_remote
+
+    if not is_remote(location):
+        return Path(location)
+    say(f"copying {location} to {reports_dir() / 's3'}")
+    return fetch_run_folder(location, reports_dir() / "s3", progress=say)
+
+
 def _report(args: argparse.Namespace) -> int:
+    def say(message: str) -> None:
+        print(f"report: {message}", flush=True)
+
     index = make_report(
-        [Path(path) for path in args.run_dirs],
+        [_local_folder(location, say) for location in args.run_dirs],
         prices=args.prices,
         slo_p99_ms=args.slo_p99_ms,
         error_threshold=args.error_threshold,
@@ -96,7 +109,7 @@ def _report(args: argparse.Namespace) -> int:
         late_after_ms=args.late_after_ms,
         memory_limit=args.memory_limit,
         out=args.out,
-        progress=lambda message: print(f"report: {message}", flush=True),
+        progress=say,
     )
     print(index)
     return 0
@@ -112,7 +125,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "its folder; several: into reports/report-<stamp>/. Prints index.html's path last."
         ),
     )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s)")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folder(s); an s3://BUCKET/PATH one is copied to reports/s3/ first",
+    )
     parser.add_argument("--prices", type=Path, help="price table JSON (default: us-east-1)")
     parser.add_argument("--slo-p99-ms", type=float, help="p99 SLO for capacity (ms)")
     parser.add_argument(
