@@ -5,13 +5,13 @@ Local, the failure file and the metrics log; ``collect_aws`` reads DynamoDB, SQS
 CloudWatch). This module owns what is the same for both: when the trial has settled, which items
 belong to it, and how items and destination records become SERVER and PARKED rows.
 
-Memory at scale: a trial of tens of millions of items is never held. While waiting for the
-trial to settle, each poll scans the run's items page by page and keeps only the ids still
-outstanding (pending, or accepted and not yet seen). Once settled, one more scan turns the items
-into SERVER rows in parts of at most ``part_rows`` rows, each handed to a ``server_sink`` (the
-run folder's writer) as it fills, with a progress line per part. What stays in memory is one
-part, the outstanding ids and the id -> trial map of the collected items that later trials of
-the variant need to skip them (ids only, about 100 bytes each; an item as a dict is 1-2 KB).
+Memory at scale: a trial of tens of millions of items is never held. Each poll while the
+trial settles scans the run's items page by page and turns them into SERVER rows in parts of at
+most ``part_rows``, each written to a :class:`ServerSink` as soon as it is full: tentatively,
+since the next poll reads every item again and replaces them; the parts of the last poll are
+kept. Between polls only ids stay in memory: those still outstanding (pending, or accepted and
+not seen yet) and the id -> trial map of the trial's items, which later trials of the variant
+need to skip them (about 100 bytes an item; an item as a dict is 1-2 KB).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,7 +32,9 @@ from reports.schema import METRICS, PARKED, SERVER, empty_frame
 
 __all__ = [
     "ACCEPTED_OUTCOMES",
+    "PART_PROGRESS_S",
     "SERVER_PART_ROWS",
+    "FrameSink",
     "ServerParts",
     "ServerSink",
     "StageSide",
@@ -51,8 +53,39 @@ WINDOW_SLACK_MS = 5_000.0
 # before it becomes a frame), so this bounds collection's memory to a few hundred MB.
 SERVER_PART_ROWS = 100_000
 
-ServerSink = Callable[[pd.DataFrame], None]
-"""Takes one part of SERVER rows as collection reads them (writes it to the run folder)."""
+# At most one "items written" line per this many seconds of a long scan.
+PART_PROGRESS_S = 15.0
+
+
+class ServerSink(Protocol):
+    """Where one trial's SERVER rows go, a part at a time, as collection reads them. Each poll
+    writes the trial's rows afresh: :meth:`discard` drops the parts written since the last
+    call (a poll is starting over), :meth:`keep` makes them the trial's rows (the last poll)."""
+
+    def write(self, part: pd.DataFrame) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def keep(self) -> None: ...
+
+
+class FrameSink:
+    """A :class:`ServerSink` holding the parts in memory (small runs, tests): :meth:`frame`."""
+
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+
+    def write(self, part: pd.DataFrame) -> None:
+        self.parts.append(part)
+
+    def discard(self) -> None:
+        self.parts = []
+
+    def keep(self) -> None:
+        pass
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self.parts, ignore_index=True) if self.parts else empty_frame(SERVER)
 
 
 class StageSide(Protocol):
@@ -104,7 +137,7 @@ class TrialCollection:
     items: int = 0
     """SERVER rows collected (written to the sink, or in ``server``)."""
     server_parts: int = 0
-    """Parts handed to the ``server_sink`` (0 without one)."""
+    """Parts the ``server_sink`` kept (0 without one)."""
 
     @property
     def request_ids(self) -> frozenset[str]:
@@ -169,14 +202,14 @@ def _server_row(
 
 
 class ServerParts:
-    """SERVER rows gathered into parts of at most ``part_rows``, each handed to ``sink`` as
+    """SERVER rows gathered into parts of at most ``part_rows``, each written to ``write`` as
     soon as it is full (and the last one by :meth:`close`): never more than one part held."""
 
     def __init__(
         self,
         window: TrialWindow,
         collected_at_ms: float,
-        sink: ServerSink,
+        write: Callable[[pd.DataFrame], None],
         *,
         part_rows: int = SERVER_PART_ROWS,
         progress: Callable[[str], None] | None = None,
@@ -185,22 +218,24 @@ class ServerParts:
             raise ValueError("part_rows must be at least 1")
         self.window = window
         self.collected_at_ms = collected_at_ms
-        self.sink = sink
+        self.write = write
         self.part_rows = part_rows
         self.progress = progress
         self.rows: list[dict[str, Any]] = []
         self.items = 0
         self.parts = 0
+        self._said = time.monotonic()
 
     def add(self, item: Mapping[str, Any], trial: int) -> None:
         self.rows.append(_server_row(item, self.window, trial, self.collected_at_ms))
         if len(self.rows) >= self.part_rows:
             self._flush()
-            # A line per full part: a trial of a few thousand items stays quiet.
-            if self.progress is not None:
+            # Only a long scan says anything: a trial of a few thousand items stays quiet.
+            if self.progress is not None and time.monotonic() - self._said >= PART_PROGRESS_S:
+                self._said = time.monotonic()
                 self.progress(
                     f"collect: trial {self.window.trial} {self.window.variant}: "
-                    f"{self.items:,} items written in {self.parts:,} parts so far"
+                    f"{self.items:,} items read into {self.parts:,} parts so far"
                 )
 
     def close(self) -> None:
@@ -209,7 +244,7 @@ class ServerParts:
 
     def _flush(self) -> None:
         frame, self.rows = pd.DataFrame(self.rows), []
-        self.sink(frame)
+        self.write(frame)
         self.items += len(frame)
         self.parts += 1
 
@@ -261,7 +296,7 @@ def parked_rows(
 
 
 class _TrialState:
-    """What one trial's collection knows between polls: outstanding ids, never the items."""
+    """What one trial's collection knows between polls: ids, never the items."""
 
     def __init__(
         self,
@@ -270,11 +305,18 @@ class _TrialState:
         client_rows: pd.DataFrame,
         skip_ids: frozenset[str],
         earlier: Sequence[TrialWindow],
+        sink: ServerSink,
+        *,
+        part_rows: int = SERVER_PART_ROWS,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.side = side
         self.window = window
         self.skip_ids = skip_ids
         self.earlier = earlier
+        self.sink = sink
+        self.part_rows = part_rows
+        self.progress = progress
         trial_rows = client_rows[client_rows["trial"] == window.trial]
         ids = trial_rows["request_id"].dropna().astype(str)
         self.client_ids = frozenset(ids)
@@ -284,22 +326,25 @@ class _TrialState:
         """Accepted requests no scan has returned an item for yet."""
         self.pending: set[str] = set()
         """This trial's items that were not terminal at the last scan."""
+        self.trials: dict[str, int] = {}
+        """Trial of each item the last scan read, by request id."""
         self.parked: list[tuple[dict[str, Any], list[str]]] = []
         self.parked_ids: set[str] = set()
+        self.items = self.parts = 0
 
     def refresh(self) -> int:
-        """Read new destination records and scan the items; return how many are outstanding."""
+        """Read new destination records, then scan the items into SERVER parts (replacing the
+        previous poll's); return how many requests are still outstanding."""
         for record in self.side.new_parked_records():
             request_ids = self.side.resolve(record)
             self.parked.append((record, request_ids))
             self.parked_ids.update(request_ids)
-        for _ in self.scan():
-            pass
-        return self.outstanding()
-
-    def scan(self) -> Iterator[tuple[dict[str, Any], int]]:
-        """The run's items of the variant not collected by earlier trials, with their trial,
-        one at a time as the side reads them; updates the outstanding ids as it goes."""
+        self.sink.discard()
+        self.trials = {}
+        parts = ServerParts(
+            self.window, time.time() * 1000.0, self.sink.write, part_rows=self.part_rows,
+            progress=self.progress,
+        )  # fmt: skip
         pending: set[str] = set()
         for item in self.side.items(self.window.variant):
             request_id = str(item["id"])
@@ -313,8 +358,12 @@ class _TrialState:
             self.unseen.discard(request_id)
             if trial == self.window.trial and item.get("status") not in TERMINAL:
                 pending.add(request_id)
-            yield item, trial
+            self.trials[request_id] = trial
+            parts.add(item, trial)
+        parts.close()
         self.pending = pending
+        self.items, self.parts = parts.items, parts.parts
+        return self.outstanding()
 
     def outstanding(self) -> int:
         return len((self.pending | self.unseen) - self.parked_ids)
@@ -335,31 +384,25 @@ def collect_trial(
     part_rows: int = SERVER_PART_ROWS,
     progress: Callable[[str], None] | None = None,
 ) -> TrialCollection:
-    """Wait (up to ``timeout_s``) for the trial to settle, then read its server side.
+    """Wait (up to ``timeout_s``) for the trial to settle, reading its server side as it goes.
 
     ``client_rows`` are the run's CLIENT rows (at least this trial's); ``skip_ids`` are items
     already collected by earlier trials of the run; ``earlier`` their windows, to place items
     no client row names, and ``earlier_trials`` (id -> trial) the trials of items they
     collected, so a late parked record is attributed to its own trial. An ``abort`` ends the
     wait early and skips the metrics. With a ``server_sink`` the SERVER rows go to it in parts
-    of at most ``part_rows`` (``progress`` gets a line per part) and the result's ``server`` is
-    empty; without one they are returned in ``server``.
+    of at most ``part_rows`` (``progress`` gets a line now and then during a long scan) and the
+    result's ``server`` is empty; without one they are returned in ``server``.
     """
-    state = _TrialState(side, window, client_rows, skip_ids, earlier)
-    settled = wait_until_settled(state.refresh, timeout_s=timeout_s, abort=abort, on_poll=on_poll)
-    collected_at_ms = time.time() * 1000.0
-    frames: list[pd.DataFrame] = []
-    parts = ServerParts(
-        window, collected_at_ms, server_sink or frames.append, part_rows=part_rows,
-        progress=progress if server_sink is not None else None,
+    sink = server_sink or FrameSink()
+    state = _TrialState(
+        side, window, client_rows, skip_ids, earlier, sink, part_rows=part_rows,
+        progress=progress,
     )  # fmt: skip
-    trials: dict[str, int] = {}
-    # The rows come from one more scan after the wait, so no poll has to keep the items.
-    for item, trial in state.scan():
-        trials[str(item["id"])] = trial
-        parts.add(item, trial)
-    parts.close()
-    unfinished = state.outstanding()
+    # Every poll reads the items into parts; the last poll's are the trial's rows.
+    settled = wait_until_settled(state.refresh, timeout_s=timeout_s, abort=abort, on_poll=on_poll)
+    sink.keep()
+    collected_at_ms = time.time() * 1000.0
     if abort is not None and abort.is_set():
         metric_rows: list[dict[str, Any]] = []
     else:
@@ -371,15 +414,14 @@ def collect_trial(
         if metric_rows
         else empty_frame(METRICS)
     )
-    server = pd.concat(frames, ignore_index=True) if frames else empty_frame(SERVER)
     return TrialCollection(
-        server=server,
-        parked=parked_rows(state.parked, window, {**(earlier_trials or {}), **trials}),
+        server=sink.frame() if isinstance(sink, FrameSink) else empty_frame(SERVER),
+        parked=parked_rows(state.parked, window, {**(earlier_trials or {}), **state.trials}),
         metrics=metrics,
-        unfinished=unfinished,
+        unfinished=state.outstanding(),
         settled=settled,
         collected_at_ms=collected_at_ms,
-        trials=trials,
-        items=parts.items,
-        server_parts=parts.parts if server_sink is not None else 0,
+        trials=state.trials,
+        items=state.items,
+        server_parts=0 if isinstance(sink, FrameSink) else state.parts,
     )

@@ -9,7 +9,8 @@ and ``control.abort`` to skip what is left of collection.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -185,14 +186,39 @@ def _tune_manifest(tune: TuneSpec, plan: list[PlannedTrial]) -> dict[str, Any]:
     }
 
 
+class ServerPartWriter:
+    """A trial's SERVER parts as collection reads them (a :class:`ServerSink`): each poll's
+    parts are written under ``.staging/`` in the run folder (no reader looks there) and only
+    the kept ones move to ``data/server/trial-TTT-PPPP.parquet``."""
+
+    def __init__(self, run_dir: Path, trial: int) -> None:
+        self.run_dir = run_dir
+        self.trial = trial
+        self.staging = run_dir / ".staging" / f"trial-{trial:03d}"
+        self.written: list[Path] = []
+
+    def write(self, part: pd.DataFrame) -> None:
+        name = f"trial-{self.trial:03d}-{len(self.written) + 1:04d}"
+        self.written.append(write_rows(self.staging, SERVER, part, part=name))
+
+    def discard(self) -> None:
+        for path in self.written:
+            path.unlink()
+        self.written = []
+
+    def keep(self) -> None:
+        target = self.run_dir / SERVER.location
+        target.mkdir(parents=True, exist_ok=True)
+        for path in self.written:
+            path.replace(target / path.name)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):  # other trials' staging may still be there
+            self.staging.parent.rmdir()
+
+
 def server_part_writer(run_dir: Path, trial: int) -> ServerSink:
-    """Writes a trial's SERVER rows as collection reads them, as ``trial-TTT-PPPP`` parts."""
-    parts = itertools.count(1)
-
-    def write(frame: pd.DataFrame) -> None:
-        write_rows(run_dir, SERVER, frame, part=f"trial-{trial:03d}-{next(parts):04d}")
-
-    return write
+    """Where collection writes a trial's SERVER rows (see :class:`ServerPartWriter`)."""
+    return ServerPartWriter(run_dir, trial)
 
 
 class RunFolder:

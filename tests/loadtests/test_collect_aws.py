@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from asyncbench.errors import StackNotDeployedError
-from loadtests import collect_aws
+from loadtests import collect, collect_aws
 from loadtests.collect import TrialWindow, collect_trial
 from loadtests.collect_aws import AwsStageSide, metric_queries
 from loadtests.run import server_part_writer
@@ -341,6 +341,7 @@ def test_a_large_table_is_collected_into_server_parts_page_by_page(
         _put("tbl-sf", f"id-{number:02d}", "SUCCEEDED")
     _put("tbl-sf", "other-run", "SUCCEEDED", run_id="run-2")
     monkeypatch.setattr(collect_aws, "SCAN_PROGRESS_S", 0.0)
+    monkeypatch.setattr(collect, "PART_PROGRESS_S", 0.0)
     lines: list[str] = []
     side = AwsStageSide(_endpoints(""), RUN, page_size=4, progress=lines.append)
     calls: list[int] = []
@@ -358,11 +359,11 @@ def test_a_large_table_is_collected_into_server_parts_page_by_page(
     )  # fmt: skip
 
     assert result.settled and result.unfinished == 0
-    assert len(calls) == 2 * 15 and set(calls) == {4}  # 58 items in pages of 4, scanned twice
+    assert len(calls) == 15 and set(calls) == {4}  # 58 items in pages of 4, read once
     parts = part_paths(tmp_path, SERVER)
     assert [path.name for path in parts] == [f"trial-001-{n:04d}.parquet" for n in range(1, 7)]
     server = read_table(tmp_path, SERVER)
     assert sorted(server["request_id"]) == [f"id-{n:02d}" for n in range(57)]  # each once
     assert result.items == 57 and result.server_parts == 6 and result.server.empty
     assert "scanning tbl-sf: 57 items of the run in 15 pages, 0 s" in lines
-    assert "collect: trial 1 storage_first: 50 items written in 5 parts so far" in lines
+    assert "collect: trial 1 storage_first: 50 items read into 5 parts so far" in lines

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
+from loadtests import collect
 from loadtests.collect import TrialWindow, _TrialState, collect_trial, parked_rows
+from loadtests.run import server_part_writer
+from reports.schema import SERVER, part_paths, read_table
 
 RECORD = {
     "requestContext": {"condition": "RecordAgeExceeded", "approximateInvokeCount": 3},
@@ -94,20 +99,23 @@ class Item(dict[str, Any]):
 
 
 class PagedSide(Side):
-    """Yields items a page at a time, counting how many it has handed out are still alive."""
+    """Yields items a page at a time, counting how many it has handed out are still alive.
+    Items in ``pending`` are PENDING during the first ``pending_scans`` scans."""
 
-    def __init__(self, count: int, page_size: int, pending: set[int]) -> None:
+    def __init__(self, count: int, page_size: int, pending: set[int], pending_scans: int = 99):
         super().__init__([], [])
         self.count, self.page_size, self.pending = count, page_size, pending
+        self.pending_scans = pending_scans
         self.alive = self.most_alive = 0
         self.refs: list[weakref.ref[Item]] = []
         self.scans = 0
 
     def items(self, variant: str) -> Iterator[dict[str, Any]]:
         self.scans += 1
+        pending = self.pending if self.scans <= self.pending_scans else set()
         for start in range(0, self.count, self.page_size):
             page = [
-                Item(id=f"id-{n}", status="PENDING" if n in self.pending else "SUCCEEDED",
+                Item(id=f"id-{n}", status="PENDING" if n in pending else "SUCCEEDED",
                      accepted_at_ms=1_000.0, request="{}")
                 for n in range(start, min(start + self.page_size, self.count))
             ]  # fmt: skip
@@ -122,39 +130,80 @@ class PagedSide(Side):
         self.alive -= 1
 
 
-def test_collection_writes_server_parts_and_never_holds_more_than_a_page() -> None:
+class RecordingSink:
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+        self.events: list[str] = []
+
+    def write(self, part: pd.DataFrame) -> None:
+        self.parts.append(part)
+        self.events.append(f"write {len(part)}")
+
+    def discard(self) -> None:
+        self.parts = []
+        self.events.append("discard")
+
+    def keep(self) -> None:
+        self.events.append("keep")
+
+
+def test_collection_writes_server_parts_and_never_holds_more_than_a_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collect, "PART_PROGRESS_S", 0.0)
     window = TrialWindow("r", 2, "storage_first", 0, 10_000)
     client = pd.DataFrame(
         {"trial": 2, "request_id": [f"id-{n}" for n in range(999)], "outcome": "accepted"}
     )
     side = PagedSide(1_000, page_size=25, pending={7, 700})
-    parts: list[pd.DataFrame] = []
+    sink = RecordingSink()
     lines: list[str] = []
     result = collect_trial(
         side, window, client, timeout_s=0, skip_ids=frozenset({"id-999"}),
-        server_sink=parts.append, part_rows=300, progress=lines.append,
+        server_sink=sink, part_rows=300, progress=lines.append,
     )  # fmt: skip
-    assert side.scans == 2  # one poll, then the scan that writes the rows
+    assert side.scans == 1  # the poll's scan wrote the rows: no second scan
     # The collector keeps no item: only the side's current page is ever alive.
     assert side.most_alive <= 25
-    assert [len(part) for part in parts] == [300, 300, 300, 99]
-    ids = pd.concat(parts)["request_id"]
+    assert sink.events == ["discard", "write 300", "write 300", "write 300", "write 99", "keep"]
+    ids = pd.concat(sink.parts)["request_id"]
     assert ids.is_unique and set(ids) == {f"id-{n}" for n in range(999)}  # all once, skip kept
     assert result.server.empty and result.items == 999 and result.server_parts == 4
     assert result.unfinished == 2 and not result.settled  # id-7, id-700 still PENDING
     assert result.request_ids == frozenset(ids)
     assert lines == [
-        f"collect: trial 2 storage_first: {n:,} items written in {p} parts so far"
+        f"collect: trial 2 storage_first: {n:,} items read into {p} parts so far"
         for p, n in ((1, 300), (2, 600), (3, 900))
     ]
 
 
-def test_between_polls_only_outstanding_ids_are_kept() -> None:
+def test_the_last_poll_s_parts_are_the_trial_s_rows(tmp_path: Path) -> None:
+    window = TrialWindow("r", 1, "storage_first", 0, 10_000)
+    client = pd.DataFrame(
+        {"trial": 1, "request_id": [f"id-{n}" for n in range(30)], "outcome": "accepted"}
+    )
+    side = PagedSide(30, page_size=7, pending={3, 20}, pending_scans=1)
+    result = collect_trial(
+        side, window, client, timeout_s=30, server_sink=server_part_writer(tmp_path, 1),
+        part_rows=16,
+    )  # fmt: skip
+    assert result.settled and result.unfinished == 0 and side.scans == 2
+    names = [path.name for path in part_paths(tmp_path, SERVER)]
+    assert names == ["trial-001-0001.parquet", "trial-001-0002.parquet"]
+    server = read_table(tmp_path, SERVER)
+    assert sorted(server["request_id"]) == sorted(f"id-{n}" for n in range(30))
+    assert set(server["status"]) == {"SUCCEEDED"}  # the second poll's rows, not the first's
+    assert not (tmp_path / ".staging").exists()
+
+
+def test_between_polls_only_ids_are_kept() -> None:
     window = TrialWindow("r", 1, "storage_first", 0, 10_000)
     client = pd.DataFrame(
         {"trial": 1, "request_id": ["id-0", "id-1", "gone"], "outcome": "accepted"}
     )
-    state = _TrialState(PagedSide(50, 10, pending={1, 30}), window, client, frozenset(), ())
+    side = PagedSide(50, 10, pending={1, 30})
+    state = _TrialState(side, window, client, frozenset(), (), RecordingSink())
     assert state.refresh() == 3  # id-1, id-30 pending (id-30: placed by its accepted time)
     assert state.pending == {"id-1", "id-30"} and state.unseen == {"gone"}
-    assert not any(isinstance(value, dict) for value in vars(state).values())  # no items held
+    assert state.trials == {f"id-{n}": 1 for n in range(50)}
+    assert side.alive == 0  # no item outlives the scan
