@@ -11,7 +11,7 @@ most ``part_rows``, each written to a :class:`ServerSink` as soon as it is full:
 since the next poll reads every item again and replaces them; the parts of the last poll are
 kept. Between polls only ids stay in memory: those still outstanding (pending, or accepted and
 not seen yet) and the id -> trial map of the trial's items, which later trials of the variant
-need to skip them (about 100 bytes an item; an item as a dict is 1-2 KB).
+need to skip them (about 150 bytes an item; an item as a dict is 1-2 KB).
 """
 
 from __future__ import annotations
