@@ -4,8 +4,9 @@
 impossible at 20 million requests. :func:`write_run_in_parts` writes the same kind of run (the
 same :class:`~analysis.synthetic.SyntheticSpec`, the same shape: ids, schedule, outage, FIFO
 drain, lost / parked / pending / re-driven / retried requests, two metric rows per stored item)
-straight to a run folder, one part of at most ``part_rows`` requests at a time, so memory holds
-one part whatever the size of the run. Only the random draws differ from ``build_run``'s: each
+straight to a run folder in parts of at most ``part_rows`` requests, each built and written
+:data:`CHUNK_ROWS` requests (one row group) at a time, so memory holds one chunk whatever the
+size of the run. Only the random draws differ from ``build_run``'s: each
 trial draws its latencies and its poison requests from its own seeded streams, so the rows do
 not depend on the part size, and every column that is not random equals ``build_run``'s.
 
@@ -18,7 +19,7 @@ last, so a folder with a manifest is complete.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,11 @@ import pyarrow.compute as pc
 from analysis.synthetic import EPOCH_MS, VARIANTS, SyntheticSpec, synthetic_manifest
 from reports import schema
 
-__all__ = ["PART_ROWS", "PartsWritten", "write_run_in_parts"]
+__all__ = ["CHUNK_ROWS", "PART_ROWS", "PartsWritten", "write_run_in_parts"]
 
 PART_ROWS = 1_000_000
+# Requests generated at once: one row group of a part (memory holds one, not the whole part).
+CHUNK_ROWS = 250_000
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,17 @@ def _schedule(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 def _in_part(indices: np.ndarray, low: int, high: int) -> np.ndarray:
     return indices[(indices >= low) & (indices < high)] - low
+
+
+def _chunks(count: int, part_rows: int, chunk_rows: int) -> Iterator[tuple[int, int, int]]:
+    """(part number, first, end) of the chunks of ``count`` requests: at most ``chunk_rows``
+    each, never across a boundary of parts of ``part_rows``."""
+    low = 0
+    while low < count:
+        part = low // part_rows + 1
+        high = min(low + chunk_rows, part * part_rows, count)
+        yield part, low, high
+        low = high
 
 
 def _two_runs(first: str, second: str, count: int) -> pa.Array:
@@ -147,9 +161,17 @@ def write_run_in_parts(
             parked_at: list[np.ndarray] = []
             redriven_ids: list[pa.Array] = []
             redriven_at: list[np.ndarray] = []
-            for part, low in enumerate(range(0, count, part_rows), start=1):
-                high = min(low + part_rows, count)
-                tag = f"{trial:04d}-{part:04d}"
+            files: dict[str, schema.PartFile] = {}
+            for part, low, high in _chunks(count, part_rows, min(part_rows, CHUNK_ROWS)):
+                if low == (part - 1) * part_rows:  # a new part begins
+                    for kind, file in files.items():
+                        written(file.close().stem, file.rows, kind)
+                    tag = f"{trial:04d}-{part:04d}"
+                    files = {
+                        "client": schema.PartFile(run_dir, schema.CLIENT, f"client-{tag}"),
+                        "server": schema.PartFile(run_dir, schema.SERVER, f"server-{tag}"),
+                        "metrics": schema.PartFile(run_dir, schema.METRICS, f"metrics-{tag}"),
+                    }
                 index = np.arange(low, high)
                 stage_index = np.searchsorted(firsts, index, side="right") - 1
                 offsets_s = starts[stage_index] + (index - firsts[stage_index]) / rates[stage_index]
@@ -233,19 +255,15 @@ def write_run_in_parts(
                     client = _with_failed_first_attempts(client, retried, waited)
                 rows = len(client["intended_at_ms"])
                 constants = {"run_id": run_id, "trial": trial, "variant": variant}
-                schema.write_columns(
-                    run_dir, schema.CLIENT,
-                    {**constants, "scenario": spec.scenario, "worker": "w0", **client},
-                    rows, part=f"client-{tag}",
-                )  # fmt: skip
+                files["client"].append(
+                    {**constants, "scenario": spec.scenario, "worker": "w0", **client}, rows
+                )
                 carry.client_rows += rows
-                del client  # the part's columns: freed before the next table is built
-                written(f"client-{tag}", rows, "client")
+                del client  # the chunk's columns: freed before the next table is built
                 mask = pa.array(stored)
                 items = int(stored.sum())
                 failed = item_status[stored] == "FAILED"
-                schema.write_columns(
-                    run_dir, schema.SERVER,
+                files["server"].append(
                     {
                         **constants,
                         "request_id": ids.filter(mask),
@@ -261,12 +279,10 @@ def write_run_in_parts(
                         "cold_start": index[stored] == 0,
                         "request_bytes": 100,
                     },
-                    items, part=f"server-{tag}",
-                )  # fmt: skip
-                written(f"server-{tag}", items, "server")
+                    items,
+                )
                 carry.stored += items
-                schema.write_columns(
-                    run_dir, schema.METRICS,
+                files["metrics"].append(
                     {
                         **constants,
                         "source": "local",
@@ -277,9 +293,10 @@ def write_run_in_parts(
                         ),
                         "unit": _two_runs("Count", "Milliseconds", items),
                     },
-                    2 * items, part=f"metrics-{tag}",
-                )  # fmt: skip
-                written(f"metrics-{tag}", 2 * items, "metrics")
+                    2 * items,
+                )
+            for kind, file in files.items():
+                written(file.close().stem, file.rows, kind)
             if variant == "storage_first":
                 _write_trial_tables(
                     run_dir, run_id, trial, parked_ids, parked_at, redriven_ids, redriven_at

@@ -41,6 +41,7 @@ __all__ = [
     "MIGRATIONS",
     "OUTCOMES",
     "PARKED",
+    "PartFile",
     "REDRIVEN",
     "SCHEMA_VERSION",
     "SERVER",
@@ -344,6 +345,32 @@ def write_columns(
 ) -> Path:
     """:func:`write_table` for columns given as arrays (see :func:`conform_columns`)."""
     return _write(run_dir, spec, conform_columns(columns, length, spec), part)
+
+
+class PartFile:
+    """One part of a directory kind written in row groups (the writer holds one group, never
+    the part): :meth:`append` adds rows as :func:`conform_columns` takes them, :meth:`close`
+    gives the file its real name (until then it is ``NAME.parquet.tmp``, which no reader lists).
+    """
+
+    def __init__(self, run_dir: Path, spec: TableSpec, part: str) -> None:
+        if not spec.is_directory:
+            raise ValueError(f"{spec.name} is one file, not written in parts")
+        self.spec = spec
+        self.path = Path(run_dir) / spec.location / f"{part}.parquet"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temporary = self.path.with_suffix(".parquet.tmp")
+        self._writer = pq.ParquetWriter(self._temporary, spec.schema)
+        self.rows = 0
+
+    def append(self, columns: Mapping[str, Any], length: int) -> None:
+        self._writer.write_table(conform_columns(columns, length, self.spec))
+        self.rows += length
+
+    def close(self) -> Path:
+        self._writer.close()
+        os.replace(self._temporary, self.path)
+        return self.path
 
 
 def _write(run_dir: Path, spec: TableSpec, table: pa.Table, part: str | None) -> Path:

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from analysis import synthetic_parts
 from analysis.synthetic import SyntheticSpec, build_run, synthetic_manifest, true_quantile
 from analysis.synthetic_parts import write_run_in_parts
 from reports import schema
@@ -31,7 +32,11 @@ FULL = SyntheticSpec(
     seed=3,
 )
 RANDOM_COLUMNS = ["latency_ms", "latency_from_intended_ms"]
-KEYS = ["trial", "request_id", "attempt"]
+_KEYS = {
+    "client": ["trial", "intended_at_ms", "attempt"],
+    "server": ["trial", "request_id"],
+    "metrics": ["trial", "metric", "timestamp_ms"],
+}
 
 
 def _read(run_dir: Path, spec: schema.TableSpec) -> pd.DataFrame:
@@ -114,9 +119,7 @@ def test_the_rows_do_not_depend_on_the_part_size(streamed: Path, tmp_path: Path)
     whole = write_run_in_parts(tmp_path / "whole", FULL, "parts-1", part_rows=10_000)
     assert len(schema.part_paths(whole.run_dir, schema.CLIENT)) == 4
     for spec in (schema.CLIENT, schema.SERVER, schema.METRICS):
-        keys = ["trial", "intended_at_ms", "attempt"] if spec is schema.CLIENT else None
-        keys = keys or (["trial", "metric", "timestamp_ms"] if spec is schema.METRICS else None)
-        keys = keys or ["trial", "request_id"]
+        keys = _KEYS[spec.name]
         pd.testing.assert_frame_equal(
             _sorted(_read(whole.run_dir, spec), keys), _sorted(_read(streamed, spec), keys)
         )
@@ -155,3 +158,18 @@ def test_columns_must_match_the_schema(tmp_path: Path) -> None:
             tmp_path, schema.PARKED,
             {"run_id": "r", "trial": 1, "variant": "v", "raw": "{}", "colour": 1}, 1, part="p",
         )  # fmt: skip
+
+
+def test_parts_are_written_a_row_group_at_a_time(
+    streamed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(synthetic_parts, "CHUNK_ROWS", 10)
+    chunked = write_run_in_parts(tmp_path / "chunked", FULL, "parts-1", part_rows=37)
+    first = schema.part_paths(chunked.run_dir, schema.CLIENT)[0]
+    assert pq.ParquetFile(first).metadata.num_row_groups == 4  # 37 requests: 10 + 10 + 10 + 7
+    for spec in (schema.CLIENT, schema.SERVER, schema.METRICS, schema.TRIALS):
+        # A retried request's failed first attempt comes first in its chunk: same rows, sorted.
+        keys = _KEYS.get(spec.name, ["trial"])
+        pd.testing.assert_frame_equal(
+            _sorted(_read(chunked.run_dir, spec), keys), _sorted(_read(streamed, spec), keys)
+        )
