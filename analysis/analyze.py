@@ -161,7 +161,7 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
             client, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
         ),
         time_to_result=lag.time_to_result_summary(client),
-        accounting=accounting.accounting(client, server, parked, run.trials, run.redriven),
+        accounting=accounting.tally(connection, run.trials, run.redriven),
         outage_windows=windows,
         errors_around_outage=recovery.errors_around_outage(client, windows),
         recovery=recovery.recovery_times(client, server, backlog, windows, options.tolerance),

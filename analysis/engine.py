@@ -22,9 +22,9 @@ import contextlib
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -42,10 +42,14 @@ __all__ = [
     "connect",
     "default_memory_limit",
     "describe_groups",
+    "frames_connection",
     "linear_quantile",
+    "ordered_column",
     "quantiles",
     "register_frames",
     "register_run_folder",
+    "relation",
+    "sql_list",
 ]
 
 DEFAULT_MEMORY_FRACTION = 0.25
@@ -337,3 +341,58 @@ def describe_groups(
     if trial_column:
         result["trials"] = result["trials"].fillna(1).astype("int64")
     return result
+
+
+# --- Helpers of the passes that run over the views (accounting, capacity, lag, recovery, cost).
+
+
+@contextlib.contextmanager
+def frames_connection(
+    memory_limit: str | None = None, **frames: pd.DataFrame
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """:func:`connect` with the views over in-memory frames (:func:`register_frames`): for
+    callers that hold small tables in pandas (tests, ``asyncbench tune``'s trial subsets)."""
+    with connect(memory_limit) as connection:
+        register_frames(connection, **frames)
+        yield connection
+
+
+def relation(connection: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
+    """A query's rows as something :func:`quantiles` and :func:`describe_groups` accept in
+    place of a frame (they register it, and DuckDB registers a relation as a view: the rows
+    stay in the engine). Typed as a frame for those signatures only."""
+    return cast(pd.DataFrame, connection.sql(query))
+
+
+def ordered_column(connection: duckdb.DuckDBPyConnection, query: str) -> np.ndarray:
+    """The single float column of ``query`` as a numpy array, in the order the query gives
+    (say ``ORDER BY part_file, part_row`` to sum or take means in pandas' read order: a float
+    sum depends on the order of its terms, and numpy's pairwise sum is not DuckDB's)."""
+    frame = connection.execute(query).fetchnumpy()
+    (values,) = frame.values()
+    return np.asarray(values, dtype=np.float64)
+
+
+def sql_list(values: Iterable[object]) -> str:
+    """A SQL list literal of ints or strings (``IN`` lists built from small pandas tables)."""
+    items = []
+    for value in values:
+        if isinstance(value, str):
+            items.append("'" + value.replace("'", "''") + "'")
+        else:
+            items.append(str(int(value)))  # type: ignore[call-overload]
+    return "(" + ", ".join(items) + ")" if items else "(NULL)"
+
+
+def in_read_order(view: str) -> str:
+    """SQL of ``view``'s rows with ``read_order``, a BIGINT that sorts them as pandas read
+    them (parts in name order, rows in file order): ``arg_max_null(x, read_order)`` is the
+    last row's x, cheaper than ordering by (part_file, part_row) (up to 2^23 parts of up to
+    2^40 rows)."""
+    return f"""(
+        SELECT rows_.*, files_.index_ * 1099511627776 + rows_.part_row AS read_order
+        FROM "{view}" AS rows_ JOIN (
+            SELECT part_file, row_number() OVER (ORDER BY part_file) - 1 AS index_
+            FROM (SELECT DISTINCT part_file FROM "{view}")
+        ) AS files_ USING (part_file)
+    )"""
