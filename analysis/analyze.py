@@ -133,11 +133,10 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
     backlog = lag.backlog_over_time(server, parked, origins)
     windows = recovery.outage_windows(run.trials)
     stages = capacity.stage_table(
-        client, server, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
+        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
     )
     knees = capacity.knee(stages)
-    window_columns = ["variant", "trial", "stage", "intended_at_ms", "target_rate_per_s"]
-    usage = cost.usage(client, server, metrics, run.stack_config, parked)
+    usage = cost.usage(connection, run.stack_config)
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
         run=run,
@@ -169,10 +168,7 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         stages=stages,
         knees=knees,
         concurrency=capacity.concurrency_at_knee(
-            knees,
-            metrics,
-            server,
-            capacity.stage_windows(latency.headline_rows(client, window_columns)),
+            connection, knees, capacity.stage_windows(connection)
         ),
         usage=usage,
         costs=cost.cost_per_million(usage, options.prices, architecture),

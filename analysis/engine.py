@@ -364,13 +364,15 @@ def relation(connection: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
     return cast(pd.DataFrame, connection.sql(query))
 
 
-def ordered_column(connection: duckdb.DuckDBPyConnection, query: str) -> np.ndarray:
+def ordered_column(
+    connection: duckdb.DuckDBPyConnection, query: str, parameters: Sequence[object] = ()
+) -> np.ndarray:
     """The single float column of ``query`` as a numpy array, in the order the query gives
-    (say ``ORDER BY part_file, part_row`` to sum or take means in pandas' read order: a float
-    sum depends on the order of its terms, and numpy's pairwise sum is not DuckDB's)."""
-    frame = connection.execute(query).fetchnumpy()
-    (values,) = frame.values()
-    return np.asarray(values, dtype=np.float64)
+    (say ``ORDER BY read_order``, :func:`in_read_order`, to sum or take means as pandas did:
+    a float sum depends on the order of its terms, and numpy's pairwise sum is not DuckDB's);
+    NULL is NaN."""
+    (values,) = connection.execute(query, parameters).fetchnumpy().values()
+    return np.ma.filled(np.ma.asarray(values).astype(np.float64), np.nan)
 
 
 def sql_list(values: Iterable[object]) -> str:

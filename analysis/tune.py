@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import cost, lag, latency
+from analysis import cost, engine, lag, latency
 from analysis.load import Run
 from analysis.plots import PlotData, Series
 from analysis.stats import mann_whitney
@@ -150,9 +150,9 @@ def _backlog_growth(server: pd.DataFrame, parked: pd.DataFrame, trials: pd.DataF
 
 def _cost(parts: Mapping[str, pd.DataFrame], stack_config: dict[str, Any],
           prices: dict[str, Any], variant: str) -> float:  # fmt: skip
-    usage = cost.usage(
-        parts["client"], parts["server"], parts["metrics"], stack_config, parts["parked"]
-    )
+    tables = {name: parts[name] for name in ("client", "server", "parked", "metrics")}
+    with engine.frames_connection(**tables) as connection:
+        usage = cost.usage(connection, stack_config)
     costs = cost.cost_per_million(usage, prices, str(stack_config.get("architecture", "arm64")))
     total = costs.loc[(costs["variant"] == variant) & (costs["component"] == "total"), "cost"]
     return float(total.iloc[0]) if not total.empty else math.nan
