@@ -32,7 +32,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 
-from analysis.stats import _Z, QUANTILES, _ranks, trial_interval
+from analysis.stats import _Z, QUANTILES, _ranks, describe, trial_interval
 from reports import schema
 
 __all__ = [
@@ -398,3 +398,30 @@ def in_read_order(view: str) -> str:
             FROM (SELECT DISTINCT part_file FROM "{view}")
         ) AS files_ USING (part_file)
     )"""
+
+
+def describe_fetched(
+    connection: duckdb.DuckDBPyConnection, query: str, by: list[str], column: str
+) -> pd.DataFrame:
+    """:func:`analysis.stats.describe_groups` of ``column`` per group of ``by`` over the rows
+    of ``query``, with one group's values in memory at a time. Exact whatever the order the
+    engine returns them in: ``stats.describe`` sorts them before any float arithmetic."""
+    keys = ", ".join(f'"{name}"' for name in by)
+    present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
+    groups = connection.execute(
+        f"SELECT DISTINCT {keys} FROM ({query}) WHERE {present} ORDER BY {keys}"
+    ).fetchall()
+    match = " AND ".join(f'"{name}" = ?' for name in by)
+    rows = []
+    for group in groups:
+        values = ordered_column(
+            connection, f'SELECT "{column}" FROM ({query}) WHERE {match}', list(group)
+        )
+        rows.append({**dict(zip(by, group, strict=True)), **describe(values)})
+    # The frame analysis.stats.describe_groups builds from the same rows.
+    columns = [*by, "n", "mean", "mean_lo", "mean_hi"]
+    for name in (*QUANTILES, "max"):
+        columns += [name, f"{name}_lo", f"{name}_hi"]
+    result = pd.DataFrame(rows, columns=columns)
+    result["n"] = result["n"].astype("int64")
+    return result
