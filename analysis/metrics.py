@@ -51,6 +51,27 @@ def has_rows_during(
     return bool(found and found[0])
 
 
+def _selected(
+    variant: str, names: tuple[str, ...], stat: str, during: Sequence[Window] | None
+) -> tuple[str, list[object]]:
+    """SQL (value, cloudwatch, read_order) of the variant's metrics named ``names`` (any case);
+    when some come from CloudWatch, only its rows of statistic ``stat``."""
+    window, parameters = _during(during)
+    wanted = ", ".join("?" for _ in names)
+    query = f"""
+        WITH rows_ AS (
+            SELECT value, coalesce(source = 'cloudwatch', false) AS cloudwatch,
+                   contains(coalesce(dimensions, ''), ?) AS has_stat, read_order
+            FROM {engine.in_read_order("metrics")}
+            WHERE variant = ? AND lower(metric) IN ({wanted}) AND {window}
+        )
+        SELECT value, cloudwatch, read_order FROM rows_
+        WHERE NOT (SELECT coalesce(bool_or(cloudwatch), false) FROM rows_)
+              OR NOT cloudwatch OR has_stat
+    """
+    return query, [f'"stat": "{stat}"', variant, *(name.lower() for name in names), *parameters]
+
+
 def _rows(
     connection: duckdb.DuckDBPyConnection,
     variant: str,
@@ -58,24 +79,10 @@ def _rows(
     stat: str,
     during: Sequence[Window] | None = None,
 ) -> pd.DataFrame:
-    """value and cloudwatch (bool) of the variant's metrics named ``names`` (any case), in read
-    order; when some come from CloudWatch, only its rows of statistic ``stat``."""
-    window, parameters = _during(during)
-    wanted = ", ".join("?" for _ in names)
+    """value and cloudwatch (bool) of the selected rows (:func:`_selected`), in read order."""
+    query, parameters = _selected(variant, names, stat, during)
     values = connection.execute(
-        f"""
-        WITH rows_ AS (
-            SELECT value, coalesce(source = 'cloudwatch', false) AS cloudwatch,
-                   contains(coalesce(dimensions, ''), ?) AS has_stat, read_order
-            FROM {engine.in_read_order("metrics")}
-            WHERE variant = ? AND lower(metric) IN ({wanted}) AND {window}
-        )
-        SELECT value, cloudwatch FROM rows_
-        WHERE NOT (SELECT coalesce(bool_or(cloudwatch), false) FROM rows_)
-              OR NOT cloudwatch OR has_stat
-        ORDER BY read_order
-        """,
-        [f'"stat": "{stat}"', variant, *(name.lower() for name in names), *parameters],
+        f"SELECT value, cloudwatch FROM ({query}) ORDER BY read_order", parameters
     ).fetchnumpy()
     return pd.DataFrame(
         {
@@ -85,6 +92,32 @@ def _rows(
     )
 
 
+def _exact_sum(
+    connection: duckdb.DuckDBPyConnection, query: str, parameters: list[object], value: str
+) -> tuple[int, int, float | None, bool]:
+    """(rows, rows with a value that is not NaN, their sum or None, any from CloudWatch) of
+    ``value`` (SQL over the rows of ``query``). The sum is given only when every value is a
+    whole number and their magnitudes add up to under 2^53: then every partial sum is exact,
+    so it is the same number in any order (pandas' pairwise sum included); otherwise the
+    caller sums the values in read order as pandas did."""
+    found = connection.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE NOT isnan({value})),
+               coalesce(bool_and({value} = floor({value})) FILTER (WHERE NOT isnan({value})),
+                        true),
+               coalesce(sum(abs({value})) FILTER (WHERE NOT isnan({value})), 0),
+               coalesce(sum({value}) FILTER (WHERE NOT isnan({value})), 0),
+               coalesce(bool_or(cloudwatch), false)
+        FROM ({query})
+        """,
+        parameters,
+    ).fetchone()
+    assert found is not None
+    rows, present, whole, magnitude, total, cloudwatch = found
+    exact = bool(whole) and float(magnitude) < 2.0**53
+    return int(rows), int(present), float(total) if exact else None, bool(cloudwatch)
+
+
 def metric_total(
     connection: duckdb.DuckDBPyConnection,
     variant: str,
@@ -92,8 +125,13 @@ def metric_total(
     during: Sequence[Window] | None = None,
 ) -> float | None:
     """Sum of the metrics' values (CloudWatch: their Sum statistic); None when absent."""
-    rows = _rows(connection, variant, names, "Sum", during)
-    return float(rows["value"].sum()) if len(rows) else None
+    query, parameters = _selected(variant, names, "Sum", during)
+    rows, _, total, _ = _exact_sum(connection, query, parameters, "value")
+    if not rows:
+        return None
+    if total is not None:
+        return total
+    return float(_rows(connection, variant, names, "Sum", during)["value"].sum())
 
 
 def metric_mean(
@@ -103,8 +141,13 @@ def metric_mean(
     during: Sequence[Window] | None = None,
 ) -> float:
     """Mean per observation (CloudWatch: the Average statistic, averaged); NaN when absent."""
-    rows = _rows(connection, variant, (name,), "Average", during)
-    return float(rows["value"].mean()) if len(rows) else math.nan
+    query, parameters = _selected(variant, (name,), "Average", during)
+    rows, present, total, _ = _exact_sum(connection, query, parameters, "value")
+    if not rows:
+        return math.nan
+    if total is not None:
+        return total / present if present else math.nan  # pandas: the sum / the count
+    return float(_rows(connection, variant, (name,), "Average", during)["value"].mean())
 
 
 @dataclass(frozen=True)
@@ -118,15 +161,25 @@ class LambdaUsage:
 def lambda_usage(connection: duckdb.DuckDBPyConnection, variant: str) -> LambdaUsage | None:
     """Invocations and billed milliseconds (each duration rounded up to 1 ms), or None."""
     invocations = metric_total(connection, variant, "Invocations")
-    durations = _rows(connection, variant, ("Duration",), "Average")
-    if invocations is None or durations.empty:
+    query, parameters = _selected(variant, ("Duration",), "Average", None)
+    durations, _, billed_durations, from_cloudwatch = _exact_sum(
+        connection, query, parameters, "ceil(value)"
+    )
+    if invocations is None or not durations:
         return None
-    inits = _rows(connection, variant, ("InitDuration",), "Average")
-    if durations["cloudwatch"].any():
+    if from_cloudwatch:
         # Per-period averages: each invocation is billed its duration rounded up, ~ +0.5 ms.
-        billed = invocations * (float(durations["value"].mean()) + 0.5)
+        averages = _rows(connection, variant, ("Duration",), "Average")
+        inits = _rows(connection, variant, ("InitDuration",), "Average")
+        billed = invocations * (float(averages["value"].mean()) + 0.5)
         # INIT is billed too: per-invocation init figures (the handlers' logs) add exactly.
         billed += float(np.ceil(inits.loc[~inits["cloudwatch"], "value"]).sum())
         return LambdaUsage(invocations, billed, exact=False)
-    billed = float(np.ceil(durations["value"]).sum() + np.ceil(inits["value"]).sum())
-    return LambdaUsage(invocations, billed, exact=True)
+    init_query, init_parameters = _selected(variant, ("InitDuration",), "Average", None)
+    _, _, billed_inits, _ = _exact_sum(connection, init_query, init_parameters, "ceil(value)")
+    if billed_durations is None or billed_inits is None:  # beyond 2^53 ms: sum as pandas did
+        durations_frame = _rows(connection, variant, ("Duration",), "Average")
+        inits_frame = _rows(connection, variant, ("InitDuration",), "Average")
+        billed_durations = float(np.ceil(durations_frame["value"]).sum())
+        billed_inits = float(np.ceil(inits_frame["value"]).sum())
+    return LambdaUsage(invocations, float(billed_durations + billed_inits), exact=True)
