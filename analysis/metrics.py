@@ -45,10 +45,10 @@ def has_rows_during(
 ) -> bool:
     """Whether any metric of ``variant`` was observed inside one of ``windows``."""
     during, parameters = _during(windows)
-    found = connection.execute(
+    ((found,),) = connection.execute(
         f"SELECT count(*) FROM metrics WHERE variant = ? AND {during}", [variant, *parameters]
-    ).fetchone()
-    return bool(found and found[0])
+    ).fetchall()
+    return bool(found)
 
 
 def _selected(
@@ -111,9 +111,8 @@ def _exact_sum(
         FROM ({query})
         """,
         parameters,
-    ).fetchone()
-    assert found is not None
-    rows, present, whole, magnitude, total, cloudwatch = found
+    ).fetchall()  # fetchone would leave the result open and block the connection
+    rows, present, whole, magnitude, total, cloudwatch = found[0]
     exact = bool(whole) and float(magnitude) < 2.0**53
     return int(rows), int(present), float(total) if exact else None, bool(cloudwatch)
 

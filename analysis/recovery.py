@@ -224,8 +224,8 @@ def _direct_recovery(
         FROM client WHERE variant = $variant AND trial = $trial AND NOT isnan(intended_at_ms)
         """,
         {"start": start, "variant": variant, "trial": int(trial)},
-    ).fetchone()
-    before, errors_before = rows if rows else (0, 0)
+    ).fetchall()
+    before, errors_before = rows[0]
     # The share of a bool column's mean: count / n, as pandas divides them.
     baseline = float(errors_before / before) if before else 0.0
     bins = connection.execute(
