@@ -35,16 +35,18 @@ TERMINAL = ("SUCCEEDED", "FAILED")
 _TERMINAL_SQL = engine.sql_list(TERMINAL)
 
 
-def _lags(variant: str) -> str:
-    """SQL: one row per terminal item of ``variant`` with the three lags (ms), in read order."""
+def _lags(variant: str, *, ordered: bool = False) -> str:
+    """SQL: one row per terminal item of ``variant`` with the three lags (ms); ``ordered`` adds
+    ``read_order`` (engine.in_read_order) for passes whose float sums depend on the order."""
     name = variant.replace("'", "''")
+    source = engine.in_read_order("server") if ordered else "server"
     return f"""
         SELECT variant, trial, request_id, status, accepted_at_ms, processed_at_ms,
                started_at_ms - accepted_at_ms AS accepted_to_started_ms,
                processed_at_ms - started_at_ms AS started_to_processed_ms,
                processed_at_ms - accepted_at_ms AS accepted_to_processed_ms,
-               cold_start, read_order
-        FROM {engine.in_read_order("server")}
+               cold_start{", read_order" if ordered else ""}
+        FROM {source}
         WHERE variant = '{name}' AND status IN {_TERMINAL_SQL}
     """
 
@@ -55,7 +57,7 @@ def lag_frame(
     """One row per terminal item of ``variant`` with the three lags (ms), in memory: for small
     runs and trial subsets (``asyncbench tune``); the report's passes stay in the engine."""
     frame = connection.execute(
-        f"SELECT * EXCLUDE (read_order) FROM ({_lags(variant)}) ORDER BY read_order"
+        f"SELECT * EXCLUDE (read_order) FROM ({_lags(variant, ordered=True)}) ORDER BY read_order"
     ).df()
     frame["cold_start"] = frame["cold_start"].astype("object")
     return frame
@@ -79,7 +81,7 @@ def lag_summary(
     # The lags once, in the engine (a few columns per processed item), for the three measures.
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE lags_ AS SELECT variant, trial, {', '.join(LAG_MEASURES)} "
-        f"FROM ({_lags(variant)}) ORDER BY read_order"
+        f"FROM ({_lags(variant, ordered=True)}) ORDER BY read_order"
     )
     try:
         parts = []
@@ -131,25 +133,33 @@ def lag_over_time(
     """Per variant and bin of acceptance time (s since trial origin): n, p50, p99 of
     accepted -> processed."""
     columns = ["variant", "t_s", "n", "p50_ms", "p99_ms"]
-    lags = connection.execute(
-        f"SELECT trial, accepted_at_ms, accepted_to_processed_ms FROM ({_lags(variant)}) "
-        "ORDER BY read_order"
-    ).df()
-    if lags.empty:
-        return pd.DataFrame(columns=columns)
-    origin = lags["trial"].map(origins)
-    frame = pd.DataFrame(
-        {
-            "variant": variant,
-            "t_s": np.floor((lags["accepted_at_ms"] - origin) / 1000 / bin_s) * bin_s,
-            "lag": lags["accepted_to_processed_ms"],
-        }
+    known = origins.dropna()
+    step = f"CAST('{float(bin_s)!r}' AS DOUBLE)"
+    connection.register(
+        "origins_in",
+        pd.DataFrame(
+            {"trial": known.index.to_numpy(dtype=np.int64), "origin": known.to_numpy(np.float64)}
+        ),
     )
-    grouped = frame.groupby(["variant", "t_s"], observed=True)["lag"]
-    result = pd.concat(
-        {"n": grouped.size(), "p50_ms": grouped.quantile(0.5), "p99_ms": grouped.quantile(0.99)},
-        axis=1,
-    ).reset_index()
+    try:
+        # The bin as pandas computed it: floor((accepted - origin) / 1000 / bin_s) * bin_s.
+        rows = engine.relation(
+            connection,
+            f"""
+            SELECT * FROM (
+                SELECT variant, floor((accepted_at_ms - origin) / 1000::DOUBLE / {step})
+                       * {step} AS t_s, accepted_to_processed_ms AS lag
+                FROM ({_lags(variant)}) JOIN origins_in USING (trial)
+            ) WHERE NOT isnan(t_s)
+            """,
+        )
+        result = engine.groupby_quantiles(connection, rows, ["variant", "t_s"], "lag", [0.5, 0.99])
+    finally:
+        connection.unregister("origins_in")
+    if result.empty:
+        return pd.DataFrame(columns=columns)
+    result = result.rename(columns={0.5: "p50_ms", 0.99: "p99_ms"})
+    result["n"] = result["n"].astype("int64")
     return result[columns]
 
 
