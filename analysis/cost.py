@@ -51,7 +51,8 @@ def usage(connection: duckdb.DuckDBPyConnection, stack_config: dict[str, Any]) -
     per_variant = connection.execute(
         """
         WITH sent AS (
-            SELECT variant, count(*) AS requests, count(time_to_result_ms) AS polled
+            SELECT variant, count(*) AS requests,
+                   count(*) FILTER (WHERE NOT isnan(time_to_result_ms)) AS polled
             FROM client WHERE variant IS NOT NULL GROUP BY variant
         ), items AS (
             SELECT variant, count(*) AS items,
