@@ -52,20 +52,27 @@ def has_rows_during(
 
 
 def _selected(
-    variant: str, names: tuple[str, ...], stat: str, during: Sequence[Window] | None
+    variant: str,
+    names: tuple[str, ...],
+    stat: str,
+    during: Sequence[Window] | None,
+    *,
+    ordered: bool = False,
 ) -> tuple[str, list[object]]:
-    """SQL (value, cloudwatch, read_order) of the variant's metrics named ``names`` (any case);
-    when some come from CloudWatch, only its rows of statistic ``stat``."""
+    """SQL (value, cloudwatch; with ``ordered`` also read_order) of the variant's metrics named
+    ``names`` (any case); when some come from CloudWatch, only its rows of statistic ``stat``."""
+    order = ", read_order" if ordered else ""
+    source = engine.in_read_order("metrics") if ordered else "metrics"
     window, parameters = _during(during)
     wanted = ", ".join("?" for _ in names)
     query = f"""
         WITH rows_ AS (
             SELECT value, coalesce(source = 'cloudwatch', false) AS cloudwatch,
-                   contains(coalesce(dimensions, ''), ?) AS has_stat, read_order
-            FROM {engine.in_read_order("metrics")}
+                   contains(coalesce(dimensions, ''), ?) AS has_stat{order}
+            FROM {source}
             WHERE variant = ? AND lower(metric) IN ({wanted}) AND {window}
         )
-        SELECT value, cloudwatch, read_order FROM rows_
+        SELECT value, cloudwatch{order} FROM rows_
         WHERE NOT (SELECT coalesce(bool_or(cloudwatch), false) FROM rows_)
               OR NOT cloudwatch OR has_stat
     """
@@ -80,7 +87,7 @@ def _rows(
     during: Sequence[Window] | None = None,
 ) -> pd.DataFrame:
     """value and cloudwatch (bool) of the selected rows (:func:`_selected`), in read order."""
-    query, parameters = _selected(variant, names, stat, during)
+    query, parameters = _selected(variant, names, stat, during, ordered=True)
     values = connection.execute(
         f"SELECT value, cloudwatch FROM ({query}) ORDER BY read_order", parameters
     ).fetchnumpy()
