@@ -25,15 +25,14 @@ storage_first lost + rejected + no_answer, for direct every class but succeeded 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
-import numpy as np
+import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from analysis.lag import TERMINAL
+from analysis import engine
 
-__all__ = ["CLASSES", "REQUEST_KEY", "accounting", "class_counts", "request_classes"]
+__all__ = ["CLASSES", "REQUEST_KEY", "accounting", "class_counts", "request_classes", "tally"]
 
 REQUEST_KEY = ["variant", "trial", "worker", "intended_at_ms"]
 CLASSES = {
@@ -48,72 +47,76 @@ _NO_ANSWER = ("timeout", "connection_error")
 _REFUSED = ("rejected", "rejected_permanently", "failed_transiently")
 
 
-def _ids_in(values: pd.Series, candidates: pd.Series | np.ndarray) -> np.ndarray:
-    """``values.isin(candidates)`` for id strings, done by Arrow (pandas' isin is slow here)."""
-    wanted = pa.array(np.asarray(candidates, dtype=object), type=pa.string(), from_pandas=True)
-    found = pc.is_in(pa.array(values, type=pa.string(), from_pandas=True), value_set=wanted)
-    return np.asarray(found.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+def _open_trials(trials: pd.DataFrame) -> list[int]:
+    """storage_first trials whose collection ended with items still unfinished."""
+    if trials.empty or "unfinished" not in trials:
+        return []
+    rows = trials.loc[(trials["unfinished"].fillna(0) > 0) & (trials["variant"] == "storage_first")]
+    return sorted({int(trial) for trial in rows["trial"]})
 
 
-def _last_attempts(client: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """One row per request (its last attempt) and the number of attempts of each."""
-    columns = [*REQUEST_KEY, "outcome", "status_code", "request_id"]
-    frame = client[columns].copy()
-    frame["worker"] = frame["worker"].fillna("")
-    frame["attempt"] = client["attempt"].fillna(1).astype(int) if "attempt" in client else 1
-    frame = frame.sort_values([*REQUEST_KEY, "attempt"], kind="stable")
-    last = frame.drop_duplicates(REQUEST_KEY, keep="last")
-    return last.reset_index(drop=True), last["attempt"].reset_index(drop=True)
+def _classes_query(trials: pd.DataFrame) -> str:
+    """SQL over the views: one row per request (REQUEST_KEY, a missing worker is ''), from its
+    last attempt (highest attempt number; on a tie the last one read, ORDER BY part_file,
+    part_row), with request_id, outcome, status_code, attempts and class.
+
+    The request's item is the last one read with its request_id (a re-collected item is read
+    again later), parked means its id is among the variant's parked records."""
+    no_answer = engine.sql_list(_NO_ANSWER)
+    open_trials = engine.sql_list(_open_trials(trials))
+    # The last attempt: highest attempt number, on a tie the last row read.
+    last = "(coalesce(attempt, 1)::HUGEINT * 9223372036854775808 + read_order)"
+    return f"""
+    WITH requests AS (
+        SELECT variant, trial, coalesce(worker, '') AS worker, intended_at_ms,
+               arg_max_null(outcome, {last}) AS outcome,
+               arg_max_null(status_code, {last}) AS status_code,
+               arg_max_null(request_id, {last}) AS request_id,
+               max(coalesce(attempt, 1)) AS attempts
+        FROM {engine.in_read_order("client")} GROUP BY ALL
+    ), items AS (
+        SELECT variant, request_id, arg_max_null(status, read_order) AS item_status
+        FROM {engine.in_read_order("server")} WHERE request_id IS NOT NULL GROUP BY ALL
+    ), parked_ids AS (
+        SELECT DISTINCT variant, request_id AS parked_id FROM parked
+        WHERE request_id IS NOT NULL
+    )
+    SELECT r.variant, r.trial, r.worker, r.intended_at_ms, r.request_id AS request_id,
+           r.outcome AS outcome, r.status_code AS status_code, r.attempts,
+           CASE
+             WHEN r.variant IS NULL THEN ''
+             WHEN r.variant = 'storage_first' THEN CASE
+               WHEN (i.item_status IS NOT NULL OR r.outcome = 'accepted') THEN CASE
+                 WHEN i.item_status = 'SUCCEEDED' THEN 'succeeded'
+                 WHEN i.item_status = 'FAILED' THEN 'failed'
+                 WHEN p.parked_id IS NOT NULL THEN 'parked'
+                 WHEN i.item_status IS NOT NULL OR r.trial IN {open_trials} THEN 'unresolved'
+                 ELSE 'lost' END
+               WHEN r.outcome IN {no_answer} THEN 'no_answer'
+               ELSE 'rejected' END
+             ELSE CASE
+               WHEN r.outcome = 'succeeded' OR i.item_status IS NOT NULL THEN 'succeeded'
+               WHEN r.outcome IN ('server_error', 'throttled')
+                    OR coalesce(r.status_code, 0) >= 500 THEN 'failed_transiently'
+               WHEN r.outcome = 'rejected' THEN 'rejected_permanently'
+               WHEN r.outcome IN {no_answer} THEN 'no_answer'
+               ELSE 'failed_transiently' END
+           END AS class
+    FROM requests r
+    LEFT JOIN items i ON i.variant = r.variant AND i.request_id = r.request_id
+    LEFT JOIN parked_ids p ON p.variant = r.variant AND p.parked_id = r.request_id
+    """
 
 
-def request_classes(
-    client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame, trials: pd.DataFrame
-) -> pd.DataFrame:
-    """One row per sent request: REQUEST_KEY, request_id, status_code, attempts, class."""
-    last, attempts = _last_attempts(client)
-    last["attempts"] = attempts.to_numpy()
-    klass = np.full(len(last), "", dtype=object)
-    outcome = last["outcome"].to_numpy()
-    code = last["status_code"].fillna(0).to_numpy()
-    ids = last["request_id"]
-    unfinished_trials: set[tuple[str, int]] = set()
-    if len(trials) and "unfinished" in trials:
-        open_rows = trials.loc[trials["unfinished"].fillna(0) > 0, ["variant", "trial"]]
-        unfinished_trials = {(str(v), int(t)) for v, t in open_rows.itertuples(index=False)}
-    for variant in last["variant"].dropna().unique():
-        mine = (last["variant"] == variant).to_numpy()
-        items = server.loc[server["variant"] == variant, ["request_id", "status"]]
-        items = items.drop_duplicates("request_id", keep="last")
-        status = pd.Series(items["status"].to_numpy(), index=items["request_id"].to_numpy())
-        item_status = ids.map(status).to_numpy(dtype=object)
-        has_item = mine & pd.notna(item_status)
-        no_answer = mine & np.isin(outcome, _NO_ANSWER)
-        if variant == "storage_first":
-            parked_ids = parked.loc[parked["variant"] == variant, "request_id"].dropna().unique()
-            is_parked = _ids_in(ids, parked_ids)
-            answered = mine & (outcome == "accepted")
-            open_trials = [trial for name, trial in unfinished_trials if name == variant]
-            in_open_trial = last["trial"].isin(open_trials).to_numpy()
-            klass[mine & ~answered] = "rejected"
-            klass[no_answer & ~has_item] = "no_answer"
-            settled = (mine & has_item) | answered
-            klass[settled & (item_status == "SUCCEEDED")] = "succeeded"
-            klass[settled & (item_status == "FAILED")] = "failed"
-            not_terminal = settled & ~np.isin(item_status, TERMINAL)
-            klass[not_terminal & is_parked] = "parked"
-            pending = not_terminal & ~is_parked
-            klass[pending & has_item] = "unresolved"
-            klass[pending & ~has_item & in_open_trial] = "unresolved"
-            klass[pending & ~has_item & ~in_open_trial] = "lost"
-        else:
-            klass[mine & ((outcome == "succeeded") | has_item)] = "succeeded"
-            transient = (outcome == "server_error") | (outcome == "throttled") | (code >= 500)
-            klass[mine & (klass == "") & transient] = "failed_transiently"
-            klass[mine & (klass == "") & (outcome == "rejected")] = "rejected_permanently"
-            klass[mine & (klass == "") & no_answer] = "no_answer"
-            klass[mine & (klass == "")] = "failed_transiently"
-    last["class"] = klass
-    return last[[*REQUEST_KEY, "request_id", "outcome", "status_code", "attempts", "class"]]
+def request_classes(connection: duckdb.DuckDBPyConnection, trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per sent request (client view): REQUEST_KEY, request_id, outcome, status_code,
+    attempts, class; sorted by REQUEST_KEY. One row per request in memory: for tests and
+    inspection; :func:`accounting` counts them in the engine."""
+    query = _classes_query(trials)
+    frame = connection.execute(
+        f"SELECT * FROM ({query}) ORDER BY variant, trial, worker, intended_at_ms"
+    ).df()
+    return frame
 
 
 def _dropped(trials: pd.DataFrame, variant: str) -> float:
@@ -123,13 +126,34 @@ def _dropped(trials: pd.DataFrame, variant: str) -> float:
     return float(counted.sum()) if len(counted) else math.nan
 
 
-def class_counts(classes: pd.DataFrame, trials: pd.DataFrame, variant: str) -> dict[str, int]:
-    """``{class: count}`` of one variant, summing to ``sent`` (dropped: 0 when not counted)."""
-    counts = classes.loc[classes["variant"] == variant, "class"].value_counts()
+def class_counts(counts: Mapping[str, int], trials: pd.DataFrame, variant: str) -> dict[str, int]:
+    """``{class: count}`` of one variant from its requests per class (``counts``), summing to
+    ``sent`` (dropped: 0 when not counted)."""
     dropped = _dropped(trials, variant)
     result = {name: int(counts.get(name, 0)) for name in CLASSES.get(variant, ())}
     result["dropped"] = 0 if math.isnan(dropped) else int(dropped)
     return result
+
+
+def _tallies(connection: duckdb.DuckDBPyConnection, trials: pd.DataFrame) -> pd.DataFrame:
+    """Requests per variant, class and status code (0: none), with how many were retried and
+    how many were answered with success."""
+    return connection.execute(
+        f"""
+        SELECT variant, class, coalesce(status_code, 0) AS code, count(*) AS requests,
+               count(*) FILTER (WHERE attempts > 1) AS retried,
+               count(*) FILTER (WHERE outcome IN ('accepted', 'succeeded')) AS accepted
+        FROM ({_classes_query(trials)}) WHERE variant IS NOT NULL GROUP BY ALL
+        """
+    ).df()
+
+
+def _per_variant(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, dict[str, int]]:
+    frame = connection.execute(query).df()
+    return {
+        str(row["variant"]): {key: int(value) for key, value in row.items() if key != "variant"}
+        for row in frame.to_dict("records")
+    }
 
 
 def accounting(
@@ -139,19 +163,52 @@ def accounting(
     trials: pd.DataFrame,
     redriven: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """:func:`tally` of in-memory frames (tests, small subsets)."""
+    with engine.frames_connection(client=client, server=server, parked=parked) as connection:
+        return tally(connection, trials, redriven)
+
+
+def tally(
+    connection: duckdb.DuckDBPyConnection,
+    trials: pd.DataFrame,
+    redriven: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per variant: sent (requests meant, dropped included), recorded, attempts, retried, the
     classes of CLASSES, accepted, client_errors, pending, duplicates, lost (the headline, see
     the module docstring; NaN when no item of the variant was collected), redriven (requests a
     re-drive processed again), redriven_succeeded, items_collected, dropped_counted,
-    rejected_by_status ("502: 3, 400: 1")."""
-    classes = request_classes(client, server, parked, trials)
+    rejected_by_status ("502: 3, 400: 1"). Counted in the engine over the views client,
+    server and parked (``engine.register_run_folder``)."""
+    tallies = _tallies(connection, trials)
+    sent_rows = _per_variant(
+        connection,
+        """
+        SELECT variant, count(*) AS attempts,
+               count(*) FILTER (WHERE NOT coalesce(outcome IN ('accepted', 'succeeded'), false))
+               AS client_errors
+        FROM client WHERE variant IS NOT NULL GROUP BY variant
+        """,
+    )
+    # An item is counted once, by the first row read with its request_id.
+    collected = _per_variant(
+        connection,
+        f"""
+        SELECT variant, count(*) AS items, count(*) FILTER (WHERE status = 'PENDING')
+               AS pending, coalesce(sum(coalesce(duplicates, 0)), 0) AS duplicates
+        FROM (
+            SELECT variant, request_id,
+                   arg_min_null(status, read_order) AS status,
+                   arg_min_null(duplicates, read_order) AS duplicates
+            FROM {engine.in_read_order("server")} WHERE variant IS NOT NULL GROUP BY ALL
+        ) GROUP BY variant
+        """,
+    )
     rows = []
-    for variant, mine in classes.groupby("variant", observed=True):
+    for variant, mine in tallies.groupby("variant", observed=True):
         variant = str(variant)
-        items = server.loc[server["variant"] == variant].drop_duplicates("request_id")
-        counts = class_counts(classes, trials, variant)
+        counts = class_counts(mine.groupby("class")["requests"].sum().to_dict(), trials, variant)
         dropped = _dropped(trials, variant)
-        variant_rows = client.loc[client["variant"] == variant]
+        items = collected.get(variant, {"items": 0, "pending": 0, "duplicates": 0})
         if variant == "storage_first":
             never_stored = counts["lost"] + counts["rejected"] + counts["no_answer"]
         else:
@@ -164,27 +221,29 @@ def accounting(
             else pd.DataFrame(columns=["request_id", "status_after"])
         )
         again = again.drop_duplicates("request_id", keep="last")
-        answered_ok = variant_rows["outcome"].isin(("accepted", "succeeded"))
-        refused = mine.loc[mine["class"].isin(_REFUSED), "status_code"]
-        by_status = refused.fillna(0).astype(int).value_counts().sort_index()
+        refused = mine.loc[mine["class"].isin(_REFUSED)]
+        by_status = refused.groupby("code")["requests"].sum().sort_index()
+        recorded = int(mine["requests"].sum())
         rows.append(
             {
                 "variant": variant,
-                "sent": len(mine) + counts["dropped"],
-                "recorded": len(mine),
-                "attempts": len(variant_rows),
-                "retried": int((mine["attempts"] > 1).sum()),
+                "sent": recorded + counts["dropped"],
+                "recorded": recorded,
+                "attempts": sent_rows[variant]["attempts"],
+                "retried": int(mine["retried"].sum()),
                 **counts,
-                "accepted": int(mine["outcome"].isin(("accepted", "succeeded")).sum()),
-                "client_errors": int((~answered_ok).sum()),
-                "pending": int((items["status"] == "PENDING").sum()),
-                "duplicates": int(items["duplicates"].fillna(0).sum()),
-                "lost": never_stored if len(items) else math.nan,
+                "accepted": int(mine["accepted"].sum()),
+                "client_errors": sent_rows[variant]["client_errors"],
+                "pending": items["pending"],
+                "duplicates": items["duplicates"],
+                "lost": never_stored if items["items"] else math.nan,
                 "redriven": len(again),
                 "redriven_succeeded": int((again["status_after"] == "SUCCEEDED").sum()),
-                "items_collected": len(items),
+                "items_collected": items["items"],
                 "dropped_counted": not math.isnan(dropped),
-                "rejected_by_status": ", ".join(f"{code}: {n}" for code, n in by_status.items()),
+                "rejected_by_status": ", ".join(
+                    f"{int(code)}: {int(n)}" for code, n in by_status.items()
+                ),
             }
         )
     return pd.DataFrame(rows)

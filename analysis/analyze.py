@@ -128,16 +128,14 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         )
         for measure in ("latency_ms", "latency_from_intended_ms")
     }
-    origins = lag.trial_origins(server, run.trials)
-    lags = lag.lag_frame(server)
-    backlog = lag.backlog_over_time(server, parked, origins)
+    origins = lag.trial_origins(connection, run.trials)
+    backlog = lag.backlog_over_time(connection, origins)
     windows = recovery.outage_windows(run.trials)
     stages = capacity.stage_table(
-        client, server, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
+        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
     )
     knees = capacity.knee(stages)
-    window_columns = ["variant", "trial", "stage", "intended_at_ms", "target_rate_per_s"]
-    usage = cost.usage(client, server, metrics, run.stack_config, parked)
+    usage = cost.usage(connection, run.stack_config)
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
         run=run,
@@ -150,29 +148,26 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         throughput=latency.throughput_over_time(client),
         latency_over_time=latency.latency_over_time(client),
         variant_comparison=comparison,
-        lags=lags,
-        lag_summary=lag.lag_summary(lags, connection=connection),
-        lag_by_start=lag.lag_by_start(lags),
-        lag_over_time=lag.lag_over_time(lags, origins),
+        lags=lag.lag_counts(connection),
+        lag_summary=lag.lag_summary(connection),
+        lag_by_start=lag.lag_by_start(connection),
+        lag_over_time=lag.lag_over_time(connection, origins),
         backlog=backlog,
-        drain=lag.drain_summary(backlog, server),
+        drain=lag.drain_summary(connection, backlog),
         send_delay=latency.send_delay_summary(client),
         per_trial=latency.per_trial_quantiles(
             client, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
         ),
-        time_to_result=lag.time_to_result_summary(client),
-        accounting=accounting.accounting(client, server, parked, run.trials, run.redriven),
+        time_to_result=lag.time_to_result_summary(connection),
+        accounting=accounting.tally(connection, run.trials, run.redriven),
         outage_windows=windows,
-        errors_around_outage=recovery.errors_around_outage(client, windows),
-        recovery=recovery.recovery_times(client, server, backlog, windows, options.tolerance),
-        poison=recovery.poison_delay(server, options.tolerance),
+        errors_around_outage=recovery.errors_around_outage(connection, windows),
+        recovery=recovery.recovery_times(connection, backlog, windows, options.tolerance),
+        poison=recovery.poison_delay(connection, options.tolerance),
         stages=stages,
         knees=knees,
         concurrency=capacity.concurrency_at_knee(
-            knees,
-            metrics,
-            server,
-            capacity.stage_windows(latency.headline_rows(client, window_columns)),
+            connection, knees, capacity.stage_windows(connection)
         ),
         usage=usage,
         costs=cost.cost_per_million(usage, options.prices, architecture),

@@ -15,15 +15,17 @@ rely on it. Stages that could not be judged neither pass nor break the staircase
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis import engine, metrics
 from analysis.lag import TERMINAL
-from analysis.latency import SUCCESS_OUTCOMES, headline_rows
-from analysis.metrics import metric_mean
+from analysis.latency import SUCCESS_OUTCOMES
 from analysis.stats import quantile_interval
 
 __all__ = ["Delivery", "concurrency_at_knee", "knee", "stage_table", "stage_windows"]
@@ -62,27 +64,80 @@ class Delivery:
 KEEP_UP_SHARE = 0.05
 
 
-def stage_windows(client: pd.DataFrame) -> pd.DataFrame:
+# Headline client rows (warm-up excluded, as latency.headline_rows) inside a load stage; first_:
+# the request's first attempt (what the generator sent on schedule).
+_STAGE_ROWS = """
+    SELECT *, coalesce(attempt, 1) <= 1 AS first_ FROM client
+    WHERE NOT coalesce(warmup, false) AND stage IS NOT NULL
+"""
+
+
+def stage_windows(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Each stage's time window per variant and trial: start, end (epoch ms; client wall clock
-    ~ server wall clock) and rate. The last request's own inter-arrival gap belongs to it."""
-    rows = client.loc[client["stage"].notna()]
-    windows = (
-        rows.groupby(["variant", "trial", "stage"], observed=True)
-        .agg(
-            start=("intended_at_ms", "min"),
-            end=("intended_at_ms", "max"),
-            rate=("target_rate_per_s", "median"),
-        )
-        .reset_index()
-    )
+    ~ server wall clock) and rate (the median offered rate). The last request's own
+    inter-arrival gap belongs to it."""
+    spans = connection.execute(
+        f"""
+        SELECT variant, trial, stage,
+               min(intended_at_ms) FILTER (WHERE NOT isnan(intended_at_ms)) AS start,
+               max(intended_at_ms) FILTER (WHERE NOT isnan(intended_at_ms)) AS "end",
+               min(target_rate_per_s) FILTER (WHERE NOT isnan(target_rate_per_s)) AS low_,
+               max(target_rate_per_s) FILTER (WHERE NOT isnan(target_rate_per_s)) AS high_
+        FROM ({_STAGE_ROWS}) WHERE variant IS NOT NULL AND trial IS NOT NULL
+        GROUP BY ALL ORDER BY ALL
+        """
+    ).df()
+    # The median rate: a stage's one rate (pandas' (a + a) / 2 is a), else pandas' median.
+    rates = []
+    for window in spans.itertuples(index=False):
+        if pd.isna(window.low_) or window.low_ == window.high_:
+            rates.append(float(window.low_))
+            continue
+        rows = f"SELECT * FROM ({_STAGE_ROWS}) WHERE trial = {int(window.trial)}"
+        median = _group_values(connection, rows, window.variant, window.stage, "target_rate_per_s")
+        rates.append(float(median.median()))
+    windows = spans.drop(columns=["low_", "high_"]).assign(rate=rates)
     windows["end"] += 1000 / windows["rate"].where(windows["rate"] > 0)
     windows["end"] = windows["end"].fillna(windows["start"])
     return windows
 
 
+def _group_values(
+    connection: duckdb.DuckDBPyConnection, rows: str, variant: str, stage: int, column: str
+) -> pd.Series:
+    """One column of one (variant, stage) group of ``rows`` (SQL) as pandas holds it (NULL is
+    NaN): its quantiles and median are then pandas' own, one group in memory at a time."""
+    return pd.Series(
+        engine.ordered_column(
+            connection,
+            f'SELECT "{column}" FROM ({rows}) WHERE variant = ? AND stage = ?',
+            [variant, int(stage)],
+        )
+    )
+
+
+def _in_windows(
+    connection: duckdb.DuckDBPyConnection, windows: pd.DataFrame, rows: str, column: str
+) -> pd.Series:
+    """Per window (windows' order): rows of ``rows`` (SQL) of its variant and trial whose
+    ``column`` lies in [start, end)."""
+    connection.register("windows_in", windows[["variant", "trial", "start", "end"]].reset_index())
+    try:
+        counts = connection.execute(
+            f"""
+            SELECT w."index", count(r."{column}") AS n FROM windows_in w
+            LEFT JOIN ({rows}) r ON r.variant = w.variant AND r.trial = w.trial
+                 AND r."{column}" >= w.start AND r."{column}" < w."end"
+            GROUP BY w."index"
+            """
+        ).df()
+    finally:
+        connection.unregister("windows_in")
+    return counts.set_index("index")["n"].reindex(windows.index, fill_value=0).astype(int)
+
+
 def stage_table(
-    client: pd.DataFrame,
-    server: pd.DataFrame,
+    connection: duckdb.DuckDBPyConnection,
     *,
     slo_p99_ms: float,
     error_threshold: float,
@@ -91,62 +146,59 @@ def stage_table(
     """One row per variant and load stage: offered rate, sends by actual time and late share
     (delivery), status (STATUSES), achieved rate, p99 from actual and from intended send with
     the latter's upper 95% bound (NaN: unbounded), error share, whether the stage passes, and
-    server-side accepted/processed rates in its window."""
+    server-side accepted/processed rates in its window. Computed in the engine over the
+    client and server views."""
     delivery = delivery or Delivery()
-    columns = [
-        "variant", "trial", "stage", "intended_at_ms", "sent_at_ms", "outcome", "latency_ms",
-        "latency_from_intended_ms", "target_rate_per_s", "attempt",
-    ]  # fmt: skip
-    rows = headline_rows(client, [c for c in columns if c in client.columns])
-    rows = rows.loc[rows["stage"].notna()]
-    if rows.empty:
+    stage_rows = f"SELECT * FROM ({_STAGE_ROWS}) WHERE variant IS NOT NULL"
+    success = engine.sql_list(SUCCESS_OUTCOMES)
+    groups = connection.execute(
+        f"""
+        SELECT variant, stage, count(*) AS n, count(DISTINCT trial) AS trials,
+               count(*) FILTER (WHERE first_) AS first_sends,
+               count(*) FILTER (WHERE first_ AND NOT isnan(sent_at_ms - intended_at_ms)
+                                AND sent_at_ms - intended_at_ms > ?) AS late,
+               count(*) FILTER (WHERE outcome IN {success}) AS successes
+        FROM ({stage_rows}) GROUP BY ALL ORDER BY ALL
+        """,
+        [float(delivery.late_after_ms)],
+    ).df()
+    if groups.empty:
         return pd.DataFrame(columns=STAGE_COLUMNS)
-    first = rows["attempt"].fillna(1) <= 1 if "attempt" in rows else pd.Series(True, rows.index)
-    windows = stage_windows(rows)
-    # Sorted send times per (variant, trial): sends by actual time inside a stage's window.
-    sends = {
-        (str(variant), int(trial)): np.sort(group["sent_at_ms"].to_numpy(dtype=np.float64))
-        for (variant, trial), group in rows.loc[first].groupby(["variant", "trial"], observed=True)
-    }
-    # Sorted server times per (variant, trial): counting inside a window is two binary searches.
-    times: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    for (variant, trial), items in server.groupby(["variant", "trial"], observed=True):
-        done = items["status"].isin(TERMINAL)
-        times[(str(variant), int(trial))] = (
-            np.sort(items["accepted_at_ms"].to_numpy(dtype=np.float64)),
-            np.sort(items.loc[done, "processed_at_ms"].dropna().to_numpy(dtype=np.float64)),
-        )
-    empty = np.empty(0)
+    windows = stage_windows(connection)
+    sent = _in_windows(
+        connection, windows, f"SELECT * FROM ({_STAGE_ROWS}) WHERE first_", "sent_at_ms"
+    )
+    accepted = _in_windows(connection, windows, "SELECT * FROM server", "accepted_at_ms")
+    processed = _in_windows(
+        connection,
+        windows,
+        f"SELECT * FROM server WHERE status IN {engine.sql_list(TERMINAL)}",
+        "processed_at_ms",
+    )
     result = []
-    for (variant, stage), group in rows.groupby(["variant", "stage"], observed=True):
-        this_stage = windows.loc[(windows["variant"] == variant) & (windows["stage"] == stage)]
+    for group in groups.itertuples(index=False):
+        variant, stage = group.variant, group.stage
+        in_stage = (windows["variant"] == variant) & (windows["stage"] == stage)
+        this_stage = windows.loc[in_stage]
         seconds = max(float(((this_stage["end"] - this_stage["start"]) / 1000).sum()), 1e-9)
-        accepted = processed = sent = 0
-        for window in this_stage.itertuples(index=False):
-            key = (str(variant), int(window.trial))
-            accepted_at, processed_at = times.get(key, (empty, empty))
-            bounds = [window.start, window.end]
-            sent += int(np.diff(np.searchsorted(sends.get(key, empty), bounds, side="left"))[0])
-            accepted += int(np.diff(np.searchsorted(accepted_at, bounds, side="left"))[0])
-            processed += int(np.diff(np.searchsorted(processed_at, bounds, side="left"))[0])
-        offered = float(group["target_rate_per_s"].median())
-        first_sends = group.loc[first.loc[group.index]]
-        late = (first_sends["sent_at_ms"] - first_sends["intended_at_ms"]) > delivery.late_after_ms
-        late_share = float(late.mean()) if len(late) else 0.0
-        sent_per_s = sent / seconds
-        success = group["outcome"].isin(SUCCESS_OUTCOMES)
-        p99 = float(group["latency_ms"].quantile(0.99))
-        from_intended = np.sort(group["latency_from_intended_ms"].dropna().to_numpy(np.float64))
+        stage_sent = int(sent[in_stage].sum())
+        stage_accepted = int(accepted[in_stage].sum())
+        stage_processed = int(processed[in_stage].sum())
+        values = functools.partial(_group_values, connection, stage_rows, variant, stage)
+        offered_rate = float(values("target_rate_per_s").median())
+        late_share = group.late / group.first_sends if group.first_sends else 0.0
+        sent_per_s = stage_sent / seconds
+        from_intended = np.sort(values("latency_from_intended_ms").dropna().to_numpy())
         p99_intended, _, p99_hi = quantile_interval(from_intended, 0.99)
-        error_share = float((~success).mean())
+        error_share = (group.n - group.successes) / group.n
         hint = ""
         if (
-            sent_per_s < offered * (1 - delivery.rate_tolerance)
+            sent_per_s < offered_rate * (1 - delivery.rate_tolerance)
             or late_share >= delivery.late_share
         ):
             status = "generator-limited"
             hint = (
-                f"the generator sent {sent_per_s:.0f}/s of {offered:g}/s offered, "
+                f"the generator sent {sent_per_s:.0f}/s of {offered_rate:g}/s offered, "
                 f"{late_share:.0%} more than {delivery.late_after_ms:g} ms late: run with more "
                 "--processes or workers"
             )
@@ -157,27 +209,27 @@ def stage_table(
             status = "pass"
         else:
             status = "fail"
-        backlog_growth = (accepted - processed) / seconds
+        backlog_growth = (stage_accepted - stage_processed) / seconds
         result.append(
             {
                 "variant": variant,
                 "stage": int(stage),
-                "offered_per_s": offered,
-                "n": len(group),
-                "trials": int(group["trial"].nunique()),
+                "offered_per_s": offered_rate,
+                "n": int(group.n),
+                "trials": int(group.trials),
                 "sent_per_s": sent_per_s,
                 "late_share": late_share,
                 "status": status,
-                "achieved_per_s": float(success.sum()) / seconds,
-                "p99_ms": p99,
+                "achieved_per_s": float(group.successes) / seconds,
+                "p99_ms": float(values("latency_ms").quantile(0.99)),
                 "p99_from_intended_ms": p99_intended,
                 "p99_from_intended_hi_ms": p99_hi,
                 "error_share": error_share,
                 "passes": status == "pass",
-                "accepted_per_s": accepted / seconds,
-                "processed_per_s": processed / seconds,
+                "accepted_per_s": stage_accepted / seconds,
+                "processed_per_s": stage_processed / seconds,
                 "backlog_growth_per_s": backlog_growth,
-                "keeps_up": bool(backlog_growth <= max(1.0, KEEP_UP_SHARE * offered)),
+                "keeps_up": bool(backlog_growth <= max(1.0, KEEP_UP_SHARE * offered_rate)),
                 "hint": hint,
             }
         )
@@ -261,27 +313,19 @@ def knee(stages: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=KNEE_COLUMNS)
 
 
-def _metrics_in_stage(
-    metrics: pd.DataFrame, windows: pd.DataFrame | None, variant: str, rate: float
-) -> pd.DataFrame:
-    """The variant's metrics observed during the stage offered at ``rate`` (all if unknown)."""
-    if windows is None or math.isnan(rate):
-        return metrics
+def _stage_of(
+    windows: pd.DataFrame | None, variant: str, rate: float
+) -> list[metrics.Window] | None:
+    """The windows of ``variant``'s stages offered at ``rate`` (None: the whole run)."""
+    if windows is None or math.isnan(rate) or windows.empty:
+        return None
     chosen = windows.loc[(windows["variant"] == variant) & (windows["rate"] == rate)]
-    if chosen.empty:
-        return metrics
-    inside = np.zeros(len(metrics), dtype=bool)
-    stamps = metrics["timestamp_ms"].to_numpy(dtype=np.float64)
-    for window in chosen.itertuples(index=False):
-        inside |= (stamps >= window.start) & (stamps <= window.end)
-    in_stage = metrics.loc[inside]
-    return in_stage if (in_stage["variant"] == variant).any() else metrics
+    return [(float(row.start), float(row.end)) for row in chosen.itertuples(index=False)] or None
 
 
 def concurrency_at_knee(
+    connection: duckdb.DuckDBPyConnection,
     knees: pd.DataFrame,
-    metrics: pd.DataFrame,
-    server: pd.DataFrame,
     windows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per variant, Little's law at the sustained rate: concurrency = invocations/s x mean
@@ -294,14 +338,26 @@ def concurrency_at_knee(
         variant = knee_row.variant
         # At the sustained rate: above it the processor's concurrency is capped, not needed.
         rate = float(getattr(knee_row, "sustained_rate_per_s", knee_row.knee_rate_per_s))
-        observed = _metrics_in_stage(metrics, windows, variant, rate)
-        duration_ms = metric_mean(observed, variant, "Duration")
+        during = _stage_of(windows, variant, rate)
+        if during and not metrics.has_rows_during(connection, variant, during):
+            during = None  # nothing of the variant observed in that stage: the whole run
+        duration_ms = metrics.metric_mean(connection, variant, "Duration", during)
         source = "Duration metric"
         if math.isnan(duration_ms):
-            items = server.loc[server["variant"] == variant]
-            duration_ms = float((items["processed_at_ms"] - items["started_at_ms"]).mean())
+            # pandas' mean of the differences in read order (a float sum depends on its order)
+            work = engine.ordered_column(
+                connection,
+                f"SELECT processed_at_ms - started_at_ms FROM {engine.in_read_order('server')} "
+                "WHERE variant = ? ORDER BY read_order",
+                [variant],
+            )
+            duration_ms = float(pd.Series(work).mean())
             source = "items' started->processed"
-        batch = metric_mean(observed, variant, "BatchSize") if variant == "storage_first" else 1.0
+        batch = (
+            metrics.metric_mean(connection, variant, "BatchSize", during)
+            if variant == "storage_first"
+            else 1.0
+        )
         batch = 1.0 if math.isnan(batch) or batch <= 0 else batch
         invocations = rate / batch
         rows.append(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+import duckdb
 import pandas as pd
 
 from analysis.metrics import lambda_usage, metric_total
@@ -43,43 +43,61 @@ USAGE_COLUMNS = [
 ]  # fmt: skip
 
 
-def usage(
-    client: pd.DataFrame,
-    server: pd.DataFrame,
-    metrics: pd.DataFrame,
-    stack_config: dict[str, Any],
-    parked: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Measured usage per variant over the whole run (warm-up included: it was paid for)."""
+def usage(connection: duckdb.DuckDBPyConnection, stack_config: dict[str, Any]) -> pd.DataFrame:
+    """Measured usage per variant over the whole run (warm-up included: it was paid for), from
+    the engine's client, server, parked and metrics views. Item counts and integer-valued sums
+    are exact in any order; the float ones come from ``analysis.metrics`` in read order."""
     memory_gb = float(stack_config.get("memory_mb", 256)) / 1024
-    rows = []
-    columns = ["variant", "time_to_result_ms"] if "time_to_result_ms" in client else ["variant"]
-    for variant, sent in client[columns].groupby("variant", observed=True):
-        items = server.loc[server["variant"] == variant]
-        item_bytes = (
-            items["request_bytes"].fillna(0).to_numpy(dtype=np.float64) + ITEM_OVERHEAD_BYTES
+    per_variant = connection.execute(
+        """
+        WITH sent AS (
+            SELECT variant, count(*) AS requests,
+                   count(*) FILTER (WHERE NOT isnan(time_to_result_ms)) AS polled
+            FROM client WHERE variant IS NOT NULL GROUP BY variant
+        ), items AS (
+            SELECT variant, count(*) AS items,
+                   sum(ceil((coalesce(request_bytes, 0)::DOUBLE + 200) / 1024)) AS write_units,
+                   sum(ceil((coalesce(request_bytes, 0)::DOUBLE + 200) / 4096)) AS read_units,
+                   sum(greatest(coalesce(attempts, 1), 1)) AS attempts,
+                   coalesce(sum(ceil(processed_at_ms - started_at_ms))
+                            FILTER (WHERE NOT isnan(processed_at_ms - started_at_ms)), 0)
+                   AS work_ms
+            FROM server GROUP BY variant
+        ), parked_batches AS (
+            SELECT variant, count(*) AS batches FROM parked GROUP BY variant
         )
-        units_per_write = float(np.ceil(item_bytes / 1024).mean()) if len(items) else 1.0
-        units_per_read = float(np.ceil(item_bytes / 4096).mean()) if len(items) else 1.0
-        attempts = float(items["attempts"].fillna(1).clip(lower=1).sum())
-        measured = lambda_usage(metrics, variant)
+        SELECT sent.*, coalesce(items.items, 0) AS items, items.write_units, items.read_units,
+               coalesce(items.attempts, 0) AS attempts, coalesce(items.work_ms, 0) AS work_ms,
+               coalesce(parked_batches.batches, 0) AS batches
+        FROM sent LEFT JOIN items USING (variant) LEFT JOIN parked_batches USING (variant)
+        ORDER BY variant
+        """
+    ).df()
+    rows = []
+    for sent in per_variant.itertuples(index=False):
+        variant = str(sent.variant)
+        n_items = int(sent.items)
+        # ceil(item KB) per write, ceil(item / 4 KB) per read, averaged over the items.
+        units_per_write = float(sent.write_units) / n_items if n_items else 1.0
+        units_per_read = float(sent.read_units) / n_items if n_items else 1.0
+        attempts = float(sent.attempts)
+        measured = lambda_usage(connection, variant)
         if measured is not None:
             lambda_invocations, billed_ms = measured.invocations, measured.billed_ms
         else:
             lambda_invocations = attempts
-            work = (items["processed_at_ms"] - items["started_at_ms"]).dropna()
-            billed_ms = float(np.ceil(work).sum())
-        consumed = metric_total(metrics, variant, "ConsumedWriteCapacityUnits")
+            billed_ms = float(sent.work_ms)
+        consumed = metric_total(connection, variant, "ConsumedWriteCapacityUnits")
         if consumed is not None:
             write_units = consumed  # CloudWatch counts every write, the API's PutItem included
         else:
             # storage_first: API Gateway's PutItem per stored item, then the processor's writes.
-            api_puts = float(len(items)) if variant == "storage_first" else 0.0
-            processor_writes = metric_total(metrics, variant, "PutItem", "UpdateItem")
+            api_puts = float(n_items) if variant == "storage_first" else 0.0
+            processor_writes = metric_total(connection, variant, "PutItem", "UpdateItem")
             writes = api_puts + (processor_writes if processor_writes is not None else attempts)
             write_units = writes * units_per_write
-        measured_reads = metric_total(metrics, variant, "GetItem", "BatchGetItem", "Query")
-        polled = int(sent["time_to_result_ms"].notna().sum()) if len(columns) > 1 else 0
+        measured_reads = metric_total(connection, variant, "GetItem", "BatchGetItem", "Query")
+        polled = int(sent.polled)
         if measured_reads is not None:
             reads, read_basis = measured_reads, "measured"
         else:
@@ -88,20 +106,16 @@ def usage(
             processor_reads = attempts if variant == "storage_first" else 0.0
             reads = processor_reads + polled
             read_basis = "estimate: 1 consistent read per processing attempt + 1 per polled request"
-        parked_batches = (
-            float(len(parked.loc[parked["variant"] == variant]))
-            if parked is not None and len(parked)
-            else 0.0
-        )
-        handled = attempts if variant == "storage_first" else float(len(sent))
+        parked_batches = float(sent.batches)
+        handled = attempts if variant == "storage_first" else float(sent.requests)
         log_bytes = lambda_invocations * PLATFORM_LOG_BYTES + handled * HANDLER_LOG_BYTES.get(
             str(variant), 150
         )
         rows.append(
             {
                 "variant": variant,
-                "requests": len(sent),
-                "api_requests": len(sent),
+                "requests": int(sent.requests),
+                "api_requests": int(sent.requests),
                 "lambda_invocations": lambda_invocations,
                 "lambda_billed_ms": billed_ms,
                 "lambda_gb_seconds": billed_ms / 1000 * memory_gb,

@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis import engine
 from analysis.lag import TERMINAL
 
 __all__ = [
@@ -31,6 +33,9 @@ __all__ = [
 
 # Client outcomes an outage causes; "rejected" (400) is a permanent failure such as poison.
 TRANSIENT_ERRORS = ("throttled", "server_error", "timeout", "connection_error")
+_TRANSIENT_SQL = engine.sql_list(TRANSIENT_ERRORS)
+_TERMINAL_SQL = engine.sql_list(TERMINAL)
+_OUTAGE = ["outage_start_ms", "outage_end_ms"]
 
 
 @dataclass(frozen=True)
@@ -65,33 +70,34 @@ def outage_windows(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.loc[trials["outage_start_ms"].notna(), columns].reset_index(drop=True)
 
 
-def errors_around_outage(client: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+def errors_around_outage(
+    connection: duckdb.DuckDBPyConnection, windows: pd.DataFrame
+) -> pd.DataFrame:
     """Per variant: client-visible transient errors (TRANSIENT_ERRORS) before, during and after
     each trial's outage (by intended send time), summed over trials."""
     columns = ["variant", "phase", "requests", "transient_errors", "error_share"]
     if windows.empty:
         return pd.DataFrame(columns=columns)
-    joined = client.merge(windows, on=["variant", "trial"], how="inner")
-    phase = np.select(
-        [
-            joined["intended_at_ms"] < joined["outage_start_ms"],
-            joined["intended_at_ms"] < joined["outage_end_ms"],
-        ],
-        ["before", "during"],
-        default="after",
-    )
-    frame = pd.DataFrame(
-        {
-            "variant": joined["variant"],
-            "phase": phase,
-            "error": joined["outcome"].isin(TRANSIENT_ERRORS),
-        }
-    )
-    result = (
-        frame.groupby(["variant", "phase"])["error"]
-        .agg(requests="size", transient_errors="sum")
-        .reset_index()
-    )
+    connection.register("outages_in", windows[["variant", "trial", *_OUTAGE]])
+    try:
+        result = connection.execute(
+            f"""
+            SELECT c.variant,
+                   CASE WHEN NOT isnan(w.outage_start_ms)
+                             AND c.intended_at_ms < w.outage_start_ms THEN 'before'
+                        WHEN NOT isnan(w.outage_end_ms)
+                             AND c.intended_at_ms < w.outage_end_ms THEN 'during'
+                        ELSE 'after' END AS phase,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE c.outcome IN {_TRANSIENT_SQL}) AS transient_errors
+            FROM client c JOIN outages_in w ON c.variant = w.variant AND c.trial = w.trial
+            GROUP BY ALL
+            """
+        ).df()
+    finally:
+        connection.unregister("outages_in")
+    result["requests"] = result["requests"].astype("int64")
+    result["transient_errors"] = result["transient_errors"].astype("int64")
     result["error_share"] = result["transient_errors"] / result["requests"]
     order = result["phase"].map({"before": 0, "during": 1, "after": 2})
     return (
@@ -110,8 +116,7 @@ def _first_stable(times: np.ndarray, ok: np.ndarray) -> float:
 
 
 def recovery_times(
-    client: pd.DataFrame,
-    server: pd.DataFrame,
+    connection: duckdb.DuckDBPyConnection,
     backlog: pd.DataFrame,
     windows: pd.DataFrame,
     tolerance: RecoveryTolerance | None = None,
@@ -128,9 +133,9 @@ def recovery_times(
     for window in windows.itertuples(index=False):
         start, end = float(window.outage_start_ms), float(window.outage_end_ms)
         if window.variant == "storage_first":
-            row = _storage_first_recovery(server, backlog, window.trial, start, end, tolerance)
+            row = _storage_first_recovery(connection, backlog, window.trial, start, end, tolerance)
         else:
-            row = _direct_recovery(client, window.variant, window.trial, start, end, tolerance)
+            row = _direct_recovery(connection, window.variant, window.trial, start, end, tolerance)
         recovered_at_ms = end + float(row["recovery_s"]) * 1000
         # Recovered while requests still arrived, or only once the load had stopped?
         row["under_load"] = (
@@ -143,21 +148,20 @@ def recovery_times(
 
 
 def _storage_first_recovery(
-    server: pd.DataFrame,
+    connection: duckdb.DuckDBPyConnection,
     backlog: pd.DataFrame,
     trial: int,
     start: float,
     end: float,
     tolerance: RecoveryTolerance,
 ) -> dict[str, float | bool]:
-    items = server.loc[
-        (server["variant"] == "storage_first")
-        & (server["trial"] == trial)
-        & server["status"].isin(TERMINAL)
-    ]
-    lag = items["processed_at_ms"] - items["accepted_at_ms"]
-    before = items["accepted_at_ms"] < start
-    baseline = float(lag[before].median()) if before.any() else math.nan
+    items = (
+        "SELECT accepted_at_ms, processed_at_ms - accepted_at_ms AS lag FROM server "
+        f"WHERE variant = 'storage_first' AND trial = ? AND status IN {_TERMINAL_SQL} "
+        "AND NOT isnan(accepted_at_ms)"
+    )
+    before = connection.execute(f"{items} AND accepted_at_ms < ?", [int(trial), start]).df()
+    baseline = float(before["lag"].median()) if len(before) else math.nan
     trial_backlog = backlog.loc[backlog["trial"] == trial]
     peak = float(trial_backlog["backlog"].max()) if len(trial_backlog) else math.nan
     if math.isnan(baseline):
@@ -178,9 +182,9 @@ def _storage_first_recovery(
     # Lag of what arrives in each second after the outage tells whether the queue ahead of it
     # has drained (a shard is processed in order). When the load ended before the backlog
     # drained, nothing arrived afterwards to check and the drained backlog decides alone.
-    after = items.loc[items["accepted_at_ms"] >= end]
+    after = connection.execute(f"{items} AND accepted_at_ms >= ?", [int(trial), end]).df()
     bins = np.floor((after["accepted_at_ms"] - end) / 1000)
-    bin_lag = lag[after.index].groupby(bins).median()
+    bin_lag = after["lag"].groupby(bins).median()
     bin_times = bin_lag.index.to_numpy(dtype=np.float64)
     lag_checked = bool(len(bin_times)) and (
         math.isnan(backlog_ok_from) or bool((bin_times >= backlog_ok_from).any())
@@ -205,21 +209,39 @@ def _storage_first_recovery(
 
 
 def _direct_recovery(
-    client: pd.DataFrame,
+    connection: duckdb.DuckDBPyConnection,
     variant: str,
     trial: int,
     start: float,
     end: float,
     tolerance: RecoveryTolerance,
 ) -> dict[str, float | bool]:
-    mask = (client["variant"] == variant) & (client["trial"] == trial)
-    rows = client.loc[mask, ["intended_at_ms", "outcome"]]
-    error = rows["outcome"].isin(TRANSIENT_ERRORS)
-    before = rows["intended_at_ms"] < start
-    baseline = float(error[before].mean()) if before.any() else 0.0
-    after = rows["intended_at_ms"] >= end
-    bins = np.floor((rows.loc[after, "intended_at_ms"] - end) / 1000)
-    share = error[after].groupby(bins).mean()
+    rows = connection.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE intended_at_ms < $start) AS before_,
+               count(*) FILTER (WHERE intended_at_ms < $start AND outcome IN {_TRANSIENT_SQL})
+               AS errors_before
+        FROM client WHERE variant = $variant AND trial = $trial AND NOT isnan(intended_at_ms)
+        """,
+        {"start": start, "variant": variant, "trial": int(trial)},
+    ).fetchall()
+    before, errors_before = rows[0]
+    # The share of a bool column's mean: count / n, as pandas divides them.
+    baseline = float(errors_before / before) if before else 0.0
+    bins = connection.execute(
+        f"""
+        SELECT floor((intended_at_ms - $end) / 1000) AS bin,
+               count(*) FILTER (WHERE outcome IN {_TRANSIENT_SQL}) AS errors, count(*) AS n
+        FROM client WHERE variant = $variant AND trial = $trial AND NOT isnan(intended_at_ms)
+             AND intended_at_ms >= $end
+        GROUP BY bin ORDER BY bin
+        """,
+        {"end": end, "variant": variant, "trial": int(trial)},
+    ).df()
+    share = pd.Series(
+        (bins["errors"] / bins["n"]).to_numpy(dtype=np.float64),
+        index=bins["bin"].to_numpy(dtype=np.float64),
+    )
     ok = share.to_numpy() <= baseline + tolerance.error_share_slack
     recovered_at = _first_stable(share.index.to_numpy(dtype=np.float64), ok)
     return {
@@ -230,13 +252,26 @@ def _direct_recovery(
     }
 
 
-def poison_delay(server: pd.DataFrame, tolerance: RecoveryTolerance | None = None) -> pd.DataFrame:
+def poison_delay(
+    connection: duckdb.DuckDBPyConnection, tolerance: RecoveryTolerance | None = None
+) -> pd.DataFrame:
     """Per variant: healthy (SUCCEEDED) items whose accepted->processed lag exceeds the
     tolerance around the healthy median, and by how much (excess over that median, ms)."""
     tolerance = tolerance or RecoveryTolerance()
     rows = []
-    for variant, items in server.loc[server["status"] == "SUCCEEDED"].groupby("variant"):
-        lag = (items["processed_at_ms"] - items["accepted_at_ms"]).dropna()
+    variants = connection.execute(
+        "SELECT DISTINCT variant FROM server WHERE status = 'SUCCEEDED' AND variant IS NOT NULL "
+        "ORDER BY variant"
+    ).fetchall()
+    for (variant,) in variants:
+        lag = pd.Series(
+            engine.ordered_column(
+                connection,
+                "SELECT processed_at_ms - accepted_at_ms FROM server "
+                "WHERE status = 'SUCCEEDED' AND variant = ?",
+                [variant],
+            )
+        ).dropna()
         if lag.empty:
             continue
         baseline = float(lag.median())

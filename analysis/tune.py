@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import cost, lag, latency
+from analysis import cost, engine, lag, latency
 from analysis.load import Run
 from analysis.plots import PlotData, Series
 from analysis.stats import mann_whitney
@@ -131,8 +131,9 @@ def _processing_rate(server: pd.DataFrame, variant: str) -> float:
 
 def _backlog_growth(server: pd.DataFrame, parked: pd.DataFrame, trials: pd.DataFrame) -> float:
     """Items per second the backlog grew over each trial's measured load (mean over trials)."""
-    origins = lag.trial_origins(server, trials)
-    backlog = lag.backlog_over_time(server, parked, origins)
+    with engine.frames_connection(server=server, parked=parked) as connection:
+        origins = lag.trial_origins(connection, trials)
+        backlog = lag.backlog_over_time(connection, origins)
     slopes = []
     for row in trials.itertuples(index=False):
         series = backlog.loc[backlog["trial"] == row.trial]
@@ -150,9 +151,9 @@ def _backlog_growth(server: pd.DataFrame, parked: pd.DataFrame, trials: pd.DataF
 
 def _cost(parts: Mapping[str, pd.DataFrame], stack_config: dict[str, Any],
           prices: dict[str, Any], variant: str) -> float:  # fmt: skip
-    usage = cost.usage(
-        parts["client"], parts["server"], parts["metrics"], stack_config, parts["parked"]
-    )
+    tables = {name: parts[name] for name in ("client", "server", "parked", "metrics")}
+    with engine.frames_connection(**tables) as connection:
+        usage = cost.usage(connection, stack_config)
     costs = cost.cost_per_million(usage, prices, str(stack_config.get("architecture", "arm64")))
     total = costs.loc[(costs["variant"] == variant) & (costs["component"] == "total"), "cost"]
     return float(total.iloc[0]) if not total.empty else math.nan
@@ -166,8 +167,12 @@ def _configuration_row(
     stack_config = {**run.stack_config, **settings}
     responses = latency.latency_summary(parts["client"])
     responses = responses.loc[responses["variant"] == variant]
-    lags = lag.lag_frame(parts["server"], variant)
-    lag_rows = lag.lag_summary(lags) if not lags.empty else pd.DataFrame(columns=["measure"])
+    with engine.frames_connection(server=parts["server"]) as connection:
+        lag_rows = (
+            lag.lag_summary(connection, variant)
+            if not lag.lag_counts(connection, variant).empty
+            else pd.DataFrame(columns=["measure"])
+        )
     concurrency = parts["metrics"].loc[
         (parts["metrics"]["variant"] == variant)
         & (parts["metrics"]["metric"] == "ConcurrentExecutions"),
@@ -193,7 +198,8 @@ def _configuration_row(
         one = _trial_subset(run, [trial])
         answered = latency.answered_rows(one["client"], ["variant", "latency_ms"])
         answered = answered.loc[answered["variant"] == variant, "latency_ms"]
-        trial_lags = lag.lag_frame(one["server"], variant)[LAG_MEASURE]
+        with engine.frames_connection(server=one["server"]) as connection:
+            trial_lags = lag.lag_frame(connection, variant)[LAG_MEASURE]
         per_trial.append(
             {
                 "configuration": label,

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import capacity, cost, plots
+from analysis import capacity, cost, engine, plots
 from analysis.analyze import RunAnalysis
 from analysis.load import load_prices
 from analysis.metrics import lambda_usage, metric_mean, metric_total
@@ -31,9 +31,23 @@ def _staircase() -> pd.DataFrame:
     return client, run.server
 
 
+def _stage_table(
+    client: pd.DataFrame, server: pd.DataFrame, slo_p99_ms: float, error_threshold: float
+) -> pd.DataFrame:
+    with engine.frames_connection(client=client, server=server) as connection:
+        return capacity.stage_table(
+            connection, slo_p99_ms=slo_p99_ms, error_threshold=error_threshold
+        )
+
+
+def _usage(stack_config: dict[str, object], **tables: pd.DataFrame) -> pd.DataFrame:
+    with engine.frames_connection(**tables) as connection:
+        return cost.usage(connection, stack_config)
+
+
 def test_knee_is_the_last_stage_before_the_first_failure() -> None:
     client, server = _staircase()
-    stages = capacity.stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.01)
+    stages = _stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.01)
     knees = capacity.knee(stages).set_index("variant")
     assert knees.loc["direct", "knee_rate_per_s"] == 40.0
     assert knees.loc["direct", "first_failing_rate_per_s"] == 80.0
@@ -41,7 +55,7 @@ def test_knee_is_the_last_stage_before_the_first_failure() -> None:
     error_share = stages.set_index(["variant", "stage"]).loc[("storage_first", 3), "error_share"]
     assert error_share == pytest.approx(0.05)
     # A generous threshold lets storage_first pass every stage.
-    lenient = capacity.stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.1)
+    lenient = _stage_table(client, server, slo_p99_ms=500.0, error_threshold=0.1)
     assert capacity.knee(lenient).set_index("variant").loc["storage_first", "knee_rate_per_s"] == 80
 
 
@@ -64,7 +78,7 @@ def test_storage_first_drain_rate_and_backlog_growth() -> None:
     # Offered 80/s to a processor that drains 50/s: the backlog grows by ~30/s.
     spec = SyntheticSpec(stages=((20.0, 80.0),), drain_rate_per_s=50.0, repetitions=1)
     run = build_run(spec)
-    stages = capacity.stage_table(run.client, run.server, slo_p99_ms=1e9, error_threshold=1)
+    stages = _stage_table(run.client, run.server, slo_p99_ms=1e9, error_threshold=1)
     row = stages.set_index("variant").loc["storage_first"]
     assert row["processed_per_s"] == pytest.approx(50.0, rel=0.03)
     assert row["backlog_growth_per_s"] == pytest.approx(30.0, rel=0.05)
@@ -86,7 +100,8 @@ def test_littles_law_concurrency() -> None:
             "dimensions": None,
         }
     )
-    table = capacity.concurrency_at_knee(knees, metrics, pd.DataFrame(columns=["variant"]))
+    with engine.frames_connection(metrics=metrics) as connection:
+        table = capacity.concurrency_at_knee(connection, knees)
     table = table.set_index("variant")
     assert table.loc["direct", "concurrency"] == pytest.approx(5.0)  # 100/s x 0.05 s
     assert table.loc["storage_first", "concurrency"] == pytest.approx(5.0)  # 10 batches/s x 0.5 s
@@ -95,7 +110,7 @@ def test_littles_law_concurrency() -> None:
 def test_cost_per_million_known_answer() -> None:
     """1 invocation of 20.3 ms (billed 21 ms) at 1024 MB per request, 100-byte bodies."""
     run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),)))
-    usage = cost.usage(run.client, run.server, run.metrics, {"memory_mb": 1024})
+    usage = _usage({"memory_mb": 1024}, client=run.client, server=run.server, metrics=run.metrics)
     prices = load_prices()
     table = cost.cost_per_million(usage, prices, "arm64").set_index(["variant", "component"])
     unit = prices["prices"]
@@ -126,14 +141,15 @@ def test_cost_per_million_known_answer() -> None:
 
 def test_parked_batches_are_billed_sqs_requests() -> None:
     run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),), parked_per_trial=5))
-    usage = cost.usage(run.client, run.server, run.metrics, {"memory_mb": 1024}, run.parked)
+    tables = {"client": run.client, "server": run.server, "parked": run.parked}
+    usage = _usage({"memory_mb": 1024}, metrics=run.metrics, **tables)
     assert usage.set_index("variant").loc["storage_first", "sqs_requests"] == 5
 
 
 def test_cost_without_metrics_is_estimated_and_says_so() -> None:
     run = build_run(SyntheticSpec(repetitions=1, stages=((10.0, 10.0),)))
     empty = run.metrics.iloc[0:0]
-    usage = cost.usage(run.client, run.server, empty, {"memory_mb": 128})
+    usage = _usage({"memory_mb": 128}, client=run.client, server=run.server, metrics=empty)
     assert set(usage["source"]) == {"estimated from items"}
     lines = cost.assumptions(load_prices(), usage, "local")
     assert any("estimate" in line for line in lines)
@@ -174,13 +190,14 @@ def test_cloudwatch_metrics_use_the_right_statistics() -> None:
             row("ConsumedWriteCapacityUnits", "Sum", 1000.0),
         ]
     )
-    usage = lambda_usage(metrics, "direct")
-    assert usage is not None and not usage.exact
-    assert usage.invocations == 1000.0
-    assert usage.billed_ms == pytest.approx(1000 * 20.5)
-    assert metric_mean(metrics, "direct", "Duration") == 20.0
-    assert metric_total(metrics, "direct", "ConsumedWriteCapacityUnits") == 1000.0
-    assert metric_total(metrics, "storage_first", "Invocations") is None
+    with engine.frames_connection(metrics=metrics) as connection:
+        usage = lambda_usage(connection, "direct")
+        assert usage is not None and not usage.exact
+        assert usage.invocations == 1000.0
+        assert usage.billed_ms == pytest.approx(1000 * 20.5)
+        assert metric_mean(connection, "direct", "Duration") == 20.0
+        assert metric_total(connection, "direct", "ConsumedWriteCapacityUnits") == 1000.0
+        assert metric_total(connection, "storage_first", "Invocations") is None
 
 
 def test_sustained_rate_is_where_storage_first_processing_keeps_up() -> None:
@@ -190,7 +207,7 @@ def test_sustained_rate_is_where_storage_first_processing_keeps_up() -> None:
         drain_rate_per_s=50.0, repetitions=1,
     )  # fmt: skip
     run = build_run(spec)
-    stages = capacity.stage_table(run.client, run.server, slo_p99_ms=500.0, error_threshold=0.01)
+    stages = _stage_table(run.client, run.server, slo_p99_ms=500.0, error_threshold=0.01)
     flags = stages.set_index(["variant", "stage"])["keeps_up"]
     assert flags[("storage_first", 2)] and not flags[("storage_first", 3)]
     knees = capacity.knee(stages).set_index("variant")
@@ -220,6 +237,7 @@ def test_concurrency_uses_the_metrics_of_the_sustained_stage() -> None:
     knees = pd.DataFrame(
         {"variant": ["storage_first"], "knee_rate_per_s": [80.0], "sustained_rate_per_s": [20.0]}
     )
-    row = capacity.concurrency_at_knee(knees, metrics, pd.DataFrame(), windows).iloc[0]
+    with engine.frames_connection(metrics=metrics) as connection:
+        row = capacity.concurrency_at_knee(connection, knees, windows).iloc[0]
     assert row["mean_batch_size"] == 2.0 and row["mean_duration_ms"] == 100.0
     assert row["concurrency"] == pytest.approx(20 / 2 * 0.1)

@@ -6,10 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import lag, recovery
+from analysis import engine, lag, recovery
 from analysis.accounting import accounting
 from analysis.analyze import RunAnalysis
 from analysis.synthetic import SyntheticSpec, build_run
+
+
+def _recovery(
+    client: pd.DataFrame, server: pd.DataFrame, parked: pd.DataFrame, trials: pd.DataFrame
+) -> pd.DataFrame:
+    """recovery_times of a run held in frames, backlog included."""
+    with engine.frames_connection(client=client, server=server, parked=parked) as connection:
+        backlog = lag.backlog_over_time(connection, lag.trial_origins(connection, trials))
+        return recovery.recovery_times(connection, backlog, recovery.outage_windows(trials))
 
 
 def test_lags_are_the_generated_constants(analyses: dict[str, RunAnalysis]) -> None:
@@ -66,10 +75,7 @@ def test_slow_processor_recovers_only_after_the_load_stops() -> None:
     # backlog drains only after the load stops, 45 s after the outage ended.
     spec = SyntheticSpec(outage=(10.0, 5.0), drain_rate_per_s=49.0, repetitions=1)
     run = build_run(spec)
-    origins = lag.trial_origins(run.server, run.trials)
-    backlog = lag.backlog_over_time(run.server, run.parked, origins)
-    windows = recovery.outage_windows(run.trials)
-    table = recovery.recovery_times(run.client, run.server, backlog, windows)
+    table = _recovery(run.client, run.server, run.parked, run.trials)
     row = table.loc[table["variant"] == "storage_first"].iloc[0]
     assert row["recovered"] and not row["lag_checked"] and not row["under_load"]
     assert row["recovery_s"] > 45
@@ -83,10 +89,7 @@ def test_never_drained_backlog_is_not_recovered() -> None:
     )
     server.loc[stuck, "status"] = "PENDING"
     server.loc[stuck, "processed_at_ms"] = np.nan
-    origins = lag.trial_origins(server, run.trials)
-    backlog = lag.backlog_over_time(server, run.parked, origins)
-    windows = recovery.outage_windows(run.trials)
-    table = recovery.recovery_times(run.client, server, backlog, windows)
+    table = _recovery(run.client, server, run.parked, run.trials)
     row = table.loc[table["variant"] == "storage_first"].iloc[0]
     assert not row["recovered"]
     assert math.isnan(row["recovery_s"])
@@ -105,7 +108,8 @@ def test_poison_delays_healthy_records_behind_it() -> None:
             "processed_at_ms": [100.0] * 8 + [3100.0, 5100.0, 50.0],
         }
     )
-    table = recovery.poison_delay(items).set_index("variant")
+    with engine.frames_connection(server=items) as connection:
+        table = recovery.poison_delay(connection).set_index("variant")
     assert table.loc["storage_first", "delayed"] == 2
     assert table.loc["storage_first", "baseline_lag_ms"] == 100.0
     assert table.loc["storage_first", "excess_max_ms"] == 5000.0
@@ -116,7 +120,8 @@ def test_time_to_result_only_for_polling_clients() -> None:
     client = pd.DataFrame(
         {"variant": ["storage_first"] * 3, "time_to_result_ms": [100.0, None, 300.0]}
     )
-    table = lag.time_to_result_summary(client)
+    with engine.frames_connection(client=client) as connection:
+        table = lag.time_to_result_summary(connection)
     assert int(table["n"].iloc[0]) == 2
     assert table["mean"].iloc[0] == 200.0
 
@@ -131,9 +136,9 @@ def test_drain_after_load_matches_the_queue() -> None:
     # 80/s for 20 s into a 50/s processor: 1600 accepted, drained 32 s after start, 12 s
     # after the last acceptance (plus the constant 0.22 s lag).
     run = build_run(SyntheticSpec(stages=((20.0, 80.0),), drain_rate_per_s=50.0, repetitions=1))
-    origins = lag.trial_origins(run.server, run.trials)
-    backlog = lag.backlog_over_time(run.server, run.parked, origins)
-    table = lag.drain_summary(backlog, run.server).iloc[0]
+    with engine.frames_connection(server=run.server, parked=run.parked) as connection:
+        backlog = lag.backlog_over_time(connection, lag.trial_origins(connection, run.trials))
+        table = lag.drain_summary(connection, backlog).iloc[0]
     assert table["drain_after_load_s"] == pytest.approx(12.2, abs=0.1)
     assert table["backlog_peak"] == pytest.approx(20 * 30, abs=15)
     assert table["peak_at_s"] == pytest.approx(20.0, abs=1.0)
@@ -147,10 +152,7 @@ def test_recovery_when_the_load_ends_before_the_backlog_drains() -> None:
         stages=((30.0, 50.0),), outage=(20.0, 8.0), drain_rate_per_s=60.0, repetitions=1
     )
     run = build_run(spec)
-    origins = lag.trial_origins(run.server, run.trials)
-    backlog = lag.backlog_over_time(run.server, run.parked, origins)
-    windows = recovery.outage_windows(run.trials)
-    table = recovery.recovery_times(run.client, run.server, backlog, windows)
+    table = _recovery(run.client, run.server, run.parked, run.trials)
     row = table.loc[table["variant"] == "storage_first"].iloc[0]
     assert row["recovered"] and not row["lag_checked"]
     assert row["recovery_s"] == pytest.approx(9.0, abs=1.0)
