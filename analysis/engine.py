@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -35,6 +35,9 @@ import pyarrow as pa
 from analysis.stats import _Z, QUANTILES, _ranks, trial_interval
 from reports import schema
 
+if TYPE_CHECKING:
+    from analysis.load import Run
+
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
     "ORDER_COLUMNS",
@@ -42,10 +45,15 @@ __all__ = [
     "connect",
     "default_memory_limit",
     "describe_groups",
+    "fetch",
+    "group_quantiles",
     "linear_quantile",
     "quantiles",
     "register_frames",
+    "register_run",
     "register_run_folder",
+    "registered",
+    "run_tables",
 ]
 
 DEFAULT_MEMORY_FRACTION = 0.25
@@ -192,7 +200,7 @@ def _needed_ranks(n: int, probabilities: Sequence[float], bounds: bool) -> set[i
 
 def _order_statistics(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     probabilities: Sequence[float],
@@ -242,7 +250,7 @@ def _order_statistics(
 
 def quantiles(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     probabilities: Sequence[float],
@@ -270,7 +278,7 @@ def quantiles(
 
 def describe_groups(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     trial_column: str | None = None,
@@ -337,3 +345,139 @@ def describe_groups(
     if trial_column:
         result["trials"] = result["trials"].fillna(1).astype("int64")
     return result
+
+
+# --- Runs read in place, and pandas' own figures (i14-core) ---------------------------------
+
+Rows: TypeAlias = pd.DataFrame | duckdb.DuckDBPyRelation
+"""What the engine's passes read: a frame, or a relation of this connection (a query)."""
+
+
+def register_run(connection: duckdb.DuckDBPyConnection, run: Run) -> None:
+    """The views of :func:`register_run_folder` for a loaded run: over its in-memory frames
+    when it was built from frames (``Run.from_frames``), else over its folder's parts."""
+    if run.frames is not None:
+        register_frames(connection, **run.frames)
+    else:
+        register_run_folder(connection, run.path)
+
+
+def fetch(
+    connection: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: Sequence[str] | None = None,
+    where: str = "true",
+) -> pd.DataFrame:
+    """Rows of view ``name`` (one of ROW_TABLES) as a pandas frame with the schema's dtypes,
+    in the order pandas reads the folder (parts by name, rows in file order): for a pass that
+    still needs a frame. ``where`` is a SQL condition on the view's columns."""
+    spec = ROW_TABLES[name]
+    names = list(columns) if columns is not None else list(spec.schema.names)
+    select = ", ".join(f'"{column}"' for column in names)
+    table = connection.sql(
+        f'SELECT {select} FROM "{name}" WHERE {where} ORDER BY part_file, part_row'
+    ).to_arrow_table()
+    return table.cast(pa.schema([spec.schema.field(column) for column in names])).to_pandas()
+
+
+def run_tables(run: Run, names: Sequence[str], memory_limit: str | None = None) -> dict[str, Any]:
+    """Whole per-request tables of a run as frames (:func:`fetch`), for analyses of small runs
+    that work on frames (tune); a report reads them through the views instead."""
+    with connect(memory_limit) as connection:
+        register_run(connection, run)
+        return {name: fetch(connection, name) for name in names}
+
+
+@contextlib.contextmanager
+def registered(connection: duckdb.DuckDBPyConnection, rows: Rows) -> Iterator[str]:
+    """``rows`` registered under a fresh view name for the duration of one pass."""
+    name = f"source_{id(rows):x}"
+    connection.register(name, rows)
+    try:
+        yield name
+    finally:
+        connection.unregister(name)
+
+
+def _pandas_ranks(n: int, q: float) -> tuple[int, float]:
+    """pandas' group quantile position: the 0-based rank int(q(n-1)) and the fraction."""
+    position = q * float(n - 1)
+    return int(position), math.fmod(position, 1.0)
+
+
+def group_quantiles(
+    connection: duckdb.DuckDBPyConnection,
+    rows: Rows,
+    by: list[str],
+    column: str,
+    probabilities: Sequence[float],
+) -> pd.DataFrame:
+    """``rows.groupby(by, observed=True)[column].quantile(q)`` as pandas computes it, for each
+    q: per group (no missing key; groups sorted), the non-NaN values sorted (infinities
+    count), the value at 0-based rank int(q(n-1)) plus (next - value) x fraction, the formula
+    of pandas' ``group_quantile`` (not numpy's). Columns: ``by``, n (non-NaN values) and one
+    per probability (NaN for a group without a value)."""
+    keys = ", ".join(f'"{name}"' for name in by)
+    present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
+    value = f'CAST("{column}" AS DOUBLE)'
+    valued = f"{value} IS NOT NULL AND NOT isnan({value})"
+    with registered(connection, rows) as source:
+        counts = connection.sql(
+            f"SELECT {keys}, count(*) FILTER (WHERE {valued}) AS n FROM {source} "
+            f"WHERE {present} GROUP BY ALL ORDER BY {keys}"
+        ).df()
+        wanted = []
+        for row in counts.itertuples(index=False):
+            n = int(row[-1])
+            for q in probabilities if n else ():
+                rank, fraction = _pandas_ranks(n, q)
+                wanted.append((*row[:-1], rank))
+                if fraction != 0.0:
+                    wanted.append((*row[:-1], rank + 1))
+        at = _values_at(connection, source, by, value, valued, counts, wanted)
+    rows_out = []
+    for row in counts.itertuples(index=False):
+        group, n = tuple(row[:-1]), int(row[-1])
+        entry: dict[Any, Any] = {**dict(zip(by, group, strict=True)), "n": n}
+        for q in probabilities:
+            if n == 0:
+                entry[q] = math.nan
+                continue
+            rank, fraction = _pandas_ranks(n, q)
+            low = at[(*group, rank)]
+            entry[q] = low if fraction == 0.0 else low + (at[(*group, rank + 1)] - low) * fraction
+        rows_out.append(entry)
+    result = pd.DataFrame(rows_out, columns=[*by, "n", *probabilities])
+    for name in by:
+        result[name] = result[name].astype(counts[name].dtype)
+    return result
+
+
+def _values_at(
+    connection: duckdb.DuckDBPyConnection,
+    source: str,
+    by: list[str],
+    value: str,
+    valued: str,
+    counts: pd.DataFrame,
+    wanted: list[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], float]:
+    """{(*group, rank): value} of the 0-based ranks ``wanted`` among each group's values
+    (those meeting ``valued``) in ascending order."""
+    if not wanted:
+        return {}
+    keys = ", ".join(f'"{name}"' for name in by)
+    ranks = pd.DataFrame(list(dict.fromkeys(wanted)), columns=[*by, "rank_"])
+    for name in by:  # the join compares like with like
+        ranks[name] = ranks[name].astype(counts[name].dtype)
+    with registered(connection, ranks) as ranked:
+        found = connection.sql(
+            f"""
+            SELECT {keys}, rank_, value_ FROM (
+                SELECT {keys}, {value} AS value_,
+                       row_number() OVER (PARTITION BY {keys} ORDER BY {value}) - 1 AS rank_
+                FROM {source} WHERE {valued}
+            ) JOIN {ranked} USING ({keys}, rank_)
+            """
+        ).fetchall()
+    return {tuple(record[:-1]): float(record[-1]) for record in found}
