@@ -120,13 +120,17 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
 
 
 def _latency_samples(
-    connection: duckdb.DuckDBPyConnection,
+    connection: duckdb.DuckDBPyConnection, pooled: dict[str, pd.DataFrame]
 ) -> dict[tuple[str, str], Sample]:
+    """Per (variant, measure): the sample of successful headline answers; ``pooled`` =
+    latency.latency_summary_and_pooled's pooled summaries."""
     rows = latency.answered(connection, ["variant", "trial", *latency.LATENCY_COLUMNS])
     return {
         (str(variant), measure): sample
         for measure in latency.LATENCY_COLUMNS
-        for variant, sample in samples(connection, rows, "variant", measure).items()
+        for variant, sample in samples(
+            connection, rows, "variant", measure, summaries=pooled[measure]
+        ).items()
     }
 
 
@@ -150,7 +154,8 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    latency_samples = _latency_samples(connection)
+    latency_table, pooled = latency.latency_summary_and_pooled(connection)
+    latency_samples = _latency_samples(connection, pooled)
     comparison = {
         measure: compare_samples(
             latency_samples.get(("direct", measure), EMPTY),
@@ -175,7 +180,7 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         run=run,
         slo_p99_ms=slo,
         error_threshold=threshold,
-        latency=latency.latency_summary(connection),
+        latency=latency_table,
         warmup_latency=latency.latency_summary(connection, warmup=True),
         cold_warm=latency.cold_warm_summary(connection),
         outcomes=latency.outcome_rates(connection),

@@ -57,12 +57,18 @@ def sample_of(frame: pd.DataFrame, column: str) -> Sample:
 
 
 def samples(
-    connection: duckdb.DuckDBPyConnection, rows: engine.Rows, by: str, column: str
+    connection: duckdb.DuckDBPyConnection,
+    rows: engine.Rows,
+    by: str,
+    column: str,
+    summaries: pd.DataFrame | None = None,
 ) -> dict[Any, Sample]:
     """Per value of ``by`` in ``rows`` (which also has ``trial``), the sample of ``column``
-    (:func:`sample_of` of that group's rows), from the engine. A value with no rows is absent:
-    use :data:`EMPTY`."""
-    summaries = engine.describe_groups(connection, rows, [by], column)
+    (:func:`sample_of` of that group's rows), from the engine; ``summaries`` = the engine's
+    describe_groups of those rows by ``by`` when already computed. A value with no rows is
+    absent: use :data:`EMPTY`."""
+    if summaries is None:
+        summaries = engine.describe_groups(connection, rows, [by], column)
     probabilities = [QUANTILES[name] for name in STATISTICS if name != "mean"]
     trials = engine.group_quantiles(connection, rows, [by, "trial"], column, probabilities)
     with engine.registered(connection, rows) as source:

@@ -45,6 +45,7 @@ __all__ = [
     "connect",
     "default_memory_limit",
     "describe_groups",
+    "describe_pooled_and_trials",
     "fetch",
     "group_quantiles",
     "linear_quantile",
@@ -477,3 +478,38 @@ def _values_at(
         for record in found
         for rank, value in zip(record[-2], record[-1], strict=True)
     }
+
+
+def describe_pooled_and_trials(
+    connection: duckdb.DuckDBPyConnection,
+    rows: Rows,
+    by: list[str],
+    column: str,
+    trial_column: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``describe_groups(..., trial_column)``, ``describe_groups(...)`` without it) from one
+    pooled pass: the pooled table's quantile intervals widened by the per-trial quantiles
+    exactly as describe_groups does (two figures a report needs of the same rows)."""
+    pooled = describe_groups(connection, rows, by, column)
+    per_trial = quantiles(connection, rows, [*by, trial_column], column, list(QUANTILES.values()))
+    per_trial = per_trial.loc[per_trial["n"] > 0]
+    widened = pooled.copy()
+    trials_of = []
+    for index, row in pooled.iterrows():
+        if row["n"] == 0:
+            trials_of.append(1)
+            continue
+        mask = np.ones(len(per_trial), dtype=bool)
+        for name in by:
+            mask &= (per_trial[name] == row[name]).to_numpy()
+        trials = per_trial.loc[mask]
+        trials_of.append(len(trials))
+        if len(trials) < 2:
+            continue
+        for name, q in QUANTILES.items():
+            lo, hi = trial_interval(
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"], trials[q].to_numpy()
+            )
+            widened.loc[index, f"{name}_lo"], widened.loc[index, f"{name}_hi"] = lo, hi
+    widened.insert(len(by) + 1, "trials", np.array(trials_of, dtype="int64"))
+    return widened, pooled

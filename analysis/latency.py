@@ -27,6 +27,7 @@ __all__ = [
     "headline_rows",
     "latency_over_time",
     "latency_summary",
+    "latency_summary_and_pooled",
     "outcome_rates",
     "per_trial_quantiles",
     "send_delay_summary",
@@ -97,15 +98,23 @@ def latency_summary(connection: duckdb.DuckDBPyConnection, *, warmup: bool = Fal
     intended send) of successful answers: n, mean, p50..p99.9, max with 95% CIs (intervals
     cover the variation between trials too: analysis.stats.describe). ``warmup=True``
     summarises warm-up."""
+    return latency_summary_and_pooled(connection, warmup=warmup)[0]
+
+
+def latency_summary_and_pooled(
+    connection: duckdb.DuckDBPyConnection, *, warmup: bool = False
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """:func:`latency_summary` and, per measure, the pooled summary per variant (intervals
+    not widened by the trials: what comparisons use), from the same pass."""
     rows = answered(connection, ["variant", "trial", *LATENCY_COLUMNS], warmup=warmup)
-    parts = []
+    parts, pooled = [], {}
     for column in LATENCY_COLUMNS:
-        summary = engine.describe_groups(
-            connection, rows, ["variant"], column, trial_column="trial"
+        summary, pooled[column] = engine.describe_pooled_and_trials(
+            connection, rows, ["variant"], column, "trial"
         )
         summary.insert(1, "measure", column)
         parts.append(summary)
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True), pooled
 
 
 def _quantile_name(q: float) -> str:
@@ -225,7 +234,7 @@ def cold_warm_summary(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         f"""
         WITH starts AS (
             SELECT variant, request_id,
-                first(cold_start ORDER BY part_file, part_row) AS cold_start
+                arg_min_null(cold_start, (part_file, part_row)) AS cold_start
             FROM server WHERE request_id IS NOT NULL GROUP BY ALL
         )
         SELECT client.variant, client.latency_ms,

@@ -114,3 +114,22 @@ def test_a_run_from_frames_analyses_as_its_folder(tmp_path: Path) -> None:
         )
     assert from_frames.variants == from_folder.variants == ("direct", "storage_first")
     pd.testing.assert_frame_equal(from_frames.cdf["latency_ms"], from_folder.cdf["latency_ms"])
+
+
+def test_pooled_and_trials_is_describe_groups_with_and_without_trials() -> None:
+    frame = _frame(3000, seed=11)
+    frame.loc[frame["variant"] == "direct", "trial"] = 1  # one trial: nothing to widen by
+    frame = pd.concat(
+        [frame, pd.DataFrame({"variant": ["empty"], "trial": [1], "value": [np.nan]})]
+    ).astype({"trial": "int32"})
+    with engine.connect("256MB") as connection:
+        widened, pooled = engine.describe_pooled_and_trials(
+            connection, frame, ["variant"], "value", "trial"
+        )
+        expected_widened = engine.describe_groups(
+            connection, frame, ["variant"], "value", trial_column="trial"
+        )
+        expected_pooled = engine.describe_groups(connection, frame, ["variant"], "value")
+    pd.testing.assert_frame_equal(widened, expected_widened)
+    pd.testing.assert_frame_equal(pooled, expected_pooled)
+    assert widened["trials"].tolist() == [1, 1, 3]
