@@ -119,12 +119,24 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         return _analyze_run(run, options, connection)
 
 
+def _latency_tables(
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Sample]]:
+    """The latency summary and, per (variant, measure), the sample of successful headline
+    answers (for comparisons), from the answered rows read once."""
+    query = latency.answered(connection, ["variant", "trial", *latency.LATENCY_COLUMNS])
+    with engine.materialized(connection, query.sql_query()) as rows:
+        table, pooled = latency.latency_summary_and_pooled(connection, rows=rows)
+        return table, _latency_samples(connection, rows, pooled)
+
+
 def _latency_samples(
-    connection: duckdb.DuckDBPyConnection, pooled: dict[str, pd.DataFrame]
+    connection: duckdb.DuckDBPyConnection,
+    rows: duckdb.DuckDBPyRelation,
+    pooled: dict[str, pd.DataFrame],
 ) -> dict[tuple[str, str], Sample]:
-    """Per (variant, measure): the sample of successful headline answers; ``pooled`` =
-    latency.latency_summary_and_pooled's pooled summaries."""
-    rows = latency.answered(connection, ["variant", "trial", *latency.LATENCY_COLUMNS])
+    """Per (variant, measure): the sample of ``rows``; ``pooled`` =
+    latency.latency_summary_and_pooled's pooled summaries of them."""
     return {
         (str(variant), measure): sample
         for measure in latency.LATENCY_COLUMNS
@@ -154,8 +166,7 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    latency_table, pooled = latency.latency_summary_and_pooled(connection)
-    latency_samples = _latency_samples(connection, pooled)
+    latency_table, latency_samples = _latency_tables(connection)
     comparison = {
         measure: compare_samples(
             latency_samples.get(("direct", measure), EMPTY),

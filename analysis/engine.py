@@ -22,6 +22,7 @@ import contextlib
 import math
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -49,6 +50,7 @@ __all__ = [
     "fetch",
     "group_quantiles",
     "linear_quantile",
+    "materialized",
     "quantiles",
     "register_frames",
     "register_run",
@@ -513,3 +515,17 @@ def describe_pooled_and_trials(
             widened.loc[index, f"{name}_lo"], widened.loc[index, f"{name}_hi"] = lo, hi
     widened.insert(len(by) + 1, "trials", np.array(trials_of, dtype="int64"))
     return widened, pooled
+
+
+@contextlib.contextmanager
+def materialized(
+    connection: duckdb.DuckDBPyConnection, query: str
+) -> Iterator[duckdb.DuckDBPyRelation]:
+    """The rows of ``query`` computed once into a temporary table (DuckDB keeps it within its
+    memory limit, spilling past it) for a pass that reads them several times; dropped after."""
+    name = f"rows_{uuid.uuid4().hex}"
+    connection.execute(f'CREATE TEMP TABLE "{name}" AS {query}')
+    try:
+        yield connection.table(name)
+    finally:
+        connection.execute(f'DROP TABLE IF EXISTS "{name}"')

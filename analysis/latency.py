@@ -102,11 +102,18 @@ def latency_summary(connection: duckdb.DuckDBPyConnection, *, warmup: bool = Fal
 
 
 def latency_summary_and_pooled(
-    connection: duckdb.DuckDBPyConnection, *, warmup: bool = False
+    connection: duckdb.DuckDBPyConnection,
+    *,
+    warmup: bool = False,
+    rows: duckdb.DuckDBPyRelation | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """:func:`latency_summary` and, per measure, the pooled summary per variant (intervals
-    not widened by the trials: what comparisons use), from the same pass."""
-    rows = answered(connection, ["variant", "trial", *LATENCY_COLUMNS], warmup=warmup)
+    not widened by the trials: what comparisons use), from the same pass. ``rows``: the
+    answered rows (variant, trial and both measures) when the caller has them materialised."""
+    if rows is None:
+        query = answered(connection, ["variant", "trial", *LATENCY_COLUMNS], warmup=warmup)
+        with engine.materialized(connection, query.sql_query()) as table:
+            return latency_summary_and_pooled(connection, warmup=warmup, rows=table)
     parts, pooled = [], {}
     for column in LATENCY_COLUMNS:
         summary, pooled[column] = engine.describe_pooled_and_trials(
@@ -163,28 +170,12 @@ def _binned(bin_s: float) -> str:
 def throughput_over_time(connection: duckdb.DuckDBPyConnection, bin_s: float = 1.0) -> pd.DataFrame:
     """Per variant and time bin (s since trial start): offered rate (by intended send time) and
     achieved rate (successful answers by completion time), per second, averaged over trials."""
-    counts = connection.sql(
-        f"""
-        WITH binned AS ({_binned(bin_s)}),
-        offered AS (
-            SELECT variant, t_s, count(*) AS offered FROM binned
-            WHERE t_s IS NOT NULL AND NOT isnan(t_s) GROUP BY ALL
-        ),
-        achieved AS (
-            SELECT variant, t_s, count(*) AS achieved FROM (
-                SELECT variant,
-                    floor(((sent_at_ms + latency_ms) - origin_) / 1000 / {bin_s!r}) * {bin_s!r}
-                        AS t_s
-                FROM binned WHERE {SUCCESS}
-            ) WHERE t_s IS NOT NULL AND NOT isnan(t_s) GROUP BY ALL
-        )
-        SELECT variant, t_s,
-            CAST(coalesce(offered, 0) AS DOUBLE) AS offered,
-            CAST(coalesce(achieved, 0) AS DOUBLE) AS achieved
-        FROM offered FULL OUTER JOIN achieved USING (variant, t_s)
-        ORDER BY variant, t_s
-        """
-    ).df()
+    binned = (
+        f"SELECT variant, trial, t_s, origin_, sent_at_ms, latency_ms, outcome "
+        f"FROM ({_binned(bin_s)})"
+    )
+    with engine.materialized(connection, binned) as table:
+        counts = _throughput_counts(connection, table.alias, bin_s)
     if counts.empty:
         return pd.DataFrame(columns=["variant", "t_s", "offered_per_s", "achieved_per_s"])
     trials = dict(
@@ -199,6 +190,34 @@ def throughput_over_time(connection: duckdb.DuckDBPyConnection, bin_s: float = 1
     return counts
 
 
+def _throughput_counts(
+    connection: duckdb.DuckDBPyConnection, binned: str, bin_s: float
+) -> pd.DataFrame:
+    """Per variant and bin: requests offered (by intended send) and answered with success
+    (by completion: sent_at_ms + latency_ms), as floats."""
+    return connection.sql(
+        f"""
+        WITH offered AS (
+            SELECT variant, t_s, count(*) AS offered FROM "{binned}"
+            WHERE t_s IS NOT NULL AND NOT isnan(t_s) GROUP BY ALL
+        ),
+        achieved AS (
+            SELECT variant, t_s, count(*) AS achieved FROM (
+                SELECT variant,
+                    floor(((sent_at_ms + latency_ms) - origin_) / 1000 / {bin_s!r}) * {bin_s!r}
+                        AS t_s
+                FROM "{binned}" WHERE {SUCCESS}
+            ) WHERE t_s IS NOT NULL AND NOT isnan(t_s) GROUP BY ALL
+        )
+        SELECT variant, t_s,
+            CAST(coalesce(offered, 0) AS DOUBLE) AS offered,
+            CAST(coalesce(achieved, 0) AS DOUBLE) AS achieved
+        FROM offered FULL OUTER JOIN achieved USING (variant, t_s)
+        ORDER BY variant, t_s
+        """
+    ).df()
+
+
 def latency_over_time(connection: duckdb.DuckDBPyConnection, bin_s: float = 1.0) -> pd.DataFrame:
     """Per variant and time bin (s since trial start, by intended send): n, p50 and p99 of
     latency from actual and from intended send (pandas' groupby quantile); warm-up bins are
@@ -208,16 +227,14 @@ def latency_over_time(connection: duckdb.DuckDBPyConnection, bin_s: float = 1.0)
         f"SELECT variant, t_s, latency_ms, latency_from_intended_ms FROM ({_binned(bin_s)}) "
         f"WHERE {HEADLINE} AND t_s IS NOT NULL AND NOT isnan(t_s)"
     )
-    rows = connection.sql(query)
-    sizes = connection.sql(
-        f"SELECT variant, t_s, count(*) AS n FROM ({query}) GROUP BY ALL ORDER BY variant, t_s"
-    ).df()
-    if sizes.empty:
-        return pd.DataFrame(columns=columns)
-    sent = engine.group_quantiles(connection, rows, ["variant", "t_s"], "latency_ms", (0.5, 0.99))
-    intended = engine.group_quantiles(
-        connection, rows, ["variant", "t_s"], "latency_from_intended_ms", (0.99,)
-    )
+    with engine.materialized(connection, query) as rows:
+        sizes = rows.aggregate("variant, t_s, count(*) AS n", "variant, t_s")
+        sizes = sizes.order("variant, t_s").df()
+        if sizes.empty:
+            return pd.DataFrame(columns=columns)
+        by = ["variant", "t_s"]
+        sent = engine.group_quantiles(connection, rows, by, "latency_ms", (0.5, 0.99))
+        intended = engine.group_quantiles(connection, rows, by, "latency_from_intended_ms", (0.99,))
     result = sizes.assign(
         p50_ms=sent[0.5].to_numpy(),
         p99_ms=sent[0.99].to_numpy(),
@@ -230,8 +247,7 @@ def cold_warm_summary(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Latency summary per variant split by the server item's ``cold_start`` (joined on
     variant and request_id, the first item in read order when stored twice); headline rows
     without a stored item are "unknown"."""
-    rows = connection.sql(
-        f"""
+    query = f"""
         WITH starts AS (
             SELECT variant, request_id,
                 arg_min_null(cold_start, (part_file, part_row)) AS cold_start
@@ -243,9 +259,9 @@ def cold_warm_summary(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         FROM client LEFT JOIN starts
             ON client.variant = starts.variant AND client.request_id = starts.request_id
         WHERE {HEADLINE.replace("warmup", "client.warmup")}
-        """
-    )
-    return engine.describe_groups(connection, rows, ["variant", "start"], "latency_ms")
+    """
+    with engine.materialized(connection, query) as rows:
+        return engine.describe_groups(connection, rows, ["variant", "start"], "latency_ms")
 
 
 def send_delay_summary(
