@@ -154,12 +154,17 @@ def outcome_rates(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return result
 
 
+def _double(value: float) -> str:
+    """A float as a SQL DOUBLE literal of exactly that value (not a DECIMAL)."""
+    return f"CAST('{float(value)!r}' AS DOUBLE)"
+
+
 def _binned(bin_s: float) -> str:
     """Client rows with the trial's origin (its first intended send, warm-up included) and
     ``t_s``: the intended send's bin in s since it, computed as the pandas pass did."""
     return f"""
         SELECT *,
-            floor((intended_at_ms - origin_) / 1000 / {bin_s!r}) * {bin_s!r} AS t_s
+            floor((intended_at_ms - origin_) / 1000 / {_double(bin_s)}) * {_double(bin_s)} AS t_s
         FROM (
             SELECT *, min(intended_at_ms) OVER (PARTITION BY variant, trial) AS origin_
             FROM client WHERE variant IS NOT NULL AND trial IS NOT NULL
@@ -195,6 +200,7 @@ def _throughput_counts(
 ) -> pd.DataFrame:
     """Per variant and bin: requests offered (by intended send) and answered with success
     (by completion: sent_at_ms + latency_ms), as floats."""
+    width = _double(bin_s)
     return connection.sql(
         f"""
         WITH offered AS (
@@ -204,8 +210,7 @@ def _throughput_counts(
         achieved AS (
             SELECT variant, t_s, count(*) AS achieved FROM (
                 SELECT variant,
-                    floor(((sent_at_ms + latency_ms) - origin_) / 1000 / {bin_s!r}) * {bin_s!r}
-                        AS t_s
+                    floor(((sent_at_ms + latency_ms) - origin_) / 1000 / {width}) * {width} AS t_s
                 FROM "{binned}" WHERE {SUCCESS}
             ) WHERE t_s IS NOT NULL AND NOT isnan(t_s) GROUP BY ALL
         )
@@ -277,7 +282,7 @@ def send_delay_summary(
     result = connection.sql(
         f"""
         SELECT variant, count(*) AS n,
-            count(*) FILTER (WHERE delay > {late_after_ms!r}) AS late,
+            count(*) FILTER (WHERE delay > {_double(late_after_ms)}) AS late,
             max(delay) FILTER (WHERE NOT isnan(delay)) AS max_ms
         FROM ({query}) GROUP BY ALL ORDER BY variant
         """
