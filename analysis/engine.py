@@ -368,7 +368,10 @@ def fetch(
     table = connection.sql(
         f'SELECT {select} FROM "{name}" WHERE {where} ORDER BY part_file, part_row'
     ).to_arrow_table()
-    return table.cast(pa.schema([spec.schema.field(column) for column in names])).to_pandas()
+    frame = table.cast(pa.schema([spec.schema.field(column) for column in names])).to_pandas()
+    del table
+    pa.default_memory_pool().release_unused()  # the Arrow copy's buffers, back to the system
+    return frame
 
 
 def run_tables(run: Run, names: Sequence[str], memory_limit: str | None = None) -> dict[str, Any]:
