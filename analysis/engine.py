@@ -393,12 +393,6 @@ def registered(connection: duckdb.DuckDBPyConnection, rows: Rows) -> Iterator[st
         connection.unregister(name)
 
 
-def _pandas_ranks(n: int, q: float) -> tuple[int, float]:
-    """pandas' group quantile position: the 0-based rank int(q(n-1)) and the fraction."""
-    position = q * float(n - 1)
-    return int(position), math.fmod(position, 1.0)
-
-
 def group_quantiles(
     connection: duckdb.DuckDBPyConnection,
     rows: Rows,
@@ -415,36 +409,34 @@ def group_quantiles(
     present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
     value = f'CAST("{column}" AS DOUBLE)'
     valued = f"{value} IS NOT NULL AND NOT isnan({value})"
+    # Per group and q: the values at 0-based ranks int(q(n-1)) and the next (1-based list
+    # indexes; past the end is NULL), the rank computed in DOUBLE as pandas does.
+    picks = []
+    for index, q in enumerate(probabilities):
+        rank = f"CAST(trunc(CAST('{float(q)!r}' AS DOUBLE) * CAST(n - 1 AS DOUBLE)) AS BIGINT)"
+        picks.append(f"values_[{rank} + 1] AS low_{index}, values_[{rank} + 2] AS high_{index}")
     with registered(connection, rows) as source:
-        counts = connection.sql(
-            f"SELECT {keys}, count(*) FILTER (WHERE {valued}) AS n FROM {source} "
-            f"WHERE {present} GROUP BY ALL ORDER BY {keys}"
+        found = connection.sql(
+            f"""
+            SELECT {keys}, n, {", ".join(picks) if picks else "NULL AS none_"} FROM (
+                SELECT {keys}, coalesce(list_sort(list({value}) FILTER (WHERE {valued})), [])
+                    AS values_, len(values_) AS n
+                FROM {source} WHERE {present} GROUP BY ALL
+            ) ORDER BY {keys}
+            """
         ).df()
-        wanted = []
-        for row in counts.itertuples(index=False):
-            n = int(row[-1])
-            for q in probabilities if n else ():
-                rank, fraction = _pandas_ranks(n, q)
-                wanted.append((*row[:-1], rank))
-                if fraction != 0.0:
-                    wanted.append((*row[:-1], rank + 1))
-        at = _values_at(connection, source, by, value, valued, counts, wanted)
-    rows_out = []
-    for row in counts.itertuples(index=False):
-        group, n = tuple(row[:-1]), int(row[-1])
-        entry: dict[Any, Any] = {**dict(zip(by, group, strict=True)), "n": n}
-        for q in probabilities:
-            if n == 0:
-                entry[q] = math.nan
-                continue
-            rank, fraction = _pandas_ranks(n, q)
-            low = at[(*group, rank)]
-            entry[q] = low if fraction == 0.0 else low + (at[(*group, rank + 1)] - low) * fraction
-        rows_out.append(entry)
-    result = pd.DataFrame(rows_out, columns=[*by, "n", *probabilities])
-    for name in by:
-        result[name] = result[name].astype(counts[name].dtype)
-    return result
+    result = found[[*by, "n"]].copy()
+    n = found["n"].to_numpy(dtype=np.int64)
+    for index, q in enumerate(probabilities):
+        # pandas' arithmetic, elementwise: position = q x (n - 1), its fraction by fmod.
+        fraction = np.fmod(q * (n - 1).astype(np.float64), 1.0)
+        low = found[f"low_{index}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        high = found[f"high_{index}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            blended = low + (high - low) * fraction
+        result[q] = np.where(fraction == 0.0, low, blended)
+        result.loc[n == 0, q] = math.nan
+    return result.reset_index(drop=True)
 
 
 def _values_at(
