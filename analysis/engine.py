@@ -449,10 +449,13 @@ def _values_at(
     wanted: list[tuple[Any, ...]],
 ) -> dict[tuple[Any, ...], float]:
     """{(*group, rank): value} of the 0-based ranks ``wanted`` among each group's values
-    (those meeting ``valued``) in ascending order: each group's values sorted in one list
+    (those meeting ``valued``) in ascending order. Few groups: DuckDB's selection
+    (:func:`_values_by_selection`); many: each group's values sorted in one list
     (``list_sort``, far cheaper than a window's sort), indexed at the wanted ranks."""
     if not wanted:
         return {}
+    if len({tuple(entry[:-1]) for entry in wanted}) <= FEW_GROUPS:
+        return _values_by_selection(connection, source, by, value, valued, counts, wanted)
     keys = ", ".join(f'"{name}"' for name in by)
     ranks = pd.DataFrame(list(dict.fromkeys(wanted)), columns=[*by, "rank_"])
     for name in by:  # the join compares like with like
@@ -475,6 +478,41 @@ def _values_at(
         for record in found
         for rank, value in zip(record[-2], record[-1], strict=True)
     }
+
+
+FEW_GROUPS = 32
+"""Up to this many groups, order statistics come from quantile_disc, past it from sorted lists
+(one quantile_disc evaluates every group at every group's probabilities)."""
+
+
+def _values_by_selection(
+    connection: duckdb.DuckDBPyConnection,
+    source: str,
+    by: list[str],
+    value: str,
+    valued: str,
+    counts: pd.DataFrame,
+    wanted: list[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], float]:
+    """:func:`_values_at` by DuckDB's ``quantile_disc`` (a selection, no full sort, no list):
+    its value at probability q is the one at 0-based rank ceil(n q) - 1 (checked on many n
+    and q); asking at q = (r + 0.5) / n puts n q half a rank from either boundary, so rank r
+    comes back whatever the rounding of n q (floor(n q) would give r too)."""
+    sizes = {tuple(row[:-1]): int(row[-1]) for row in counts.itertuples(index=False)}
+    positions: dict[float, int] = {}
+    needed = []
+    for entry in dict.fromkeys(wanted):
+        group, rank = tuple(entry[:-1]), int(entry[-1])
+        q = (rank + 0.5) / sizes[group]
+        needed.append((group, rank, positions.setdefault(q, len(positions))))
+    keys = ", ".join(f'"{name}"' for name in by)
+    probabilities = ", ".join(repr(q) for q in positions)
+    found = connection.sql(
+        f"SELECT {keys}, quantile_disc({value}, [{probabilities}]::DOUBLE[]) "
+        f"FROM {source} WHERE {valued} GROUP BY {keys}"
+    ).fetchall()
+    values = {tuple(record[:-1]): record[-1] for record in found}
+    return {(*group, rank): float(values[group][position]) for group, rank, position in needed}
 
 
 def describe_pooled_and_trials(

@@ -133,3 +133,23 @@ def test_pooled_and_trials_is_describe_groups_with_and_without_trials() -> None:
     pd.testing.assert_frame_equal(widened, expected_widened)
     pd.testing.assert_frame_equal(pooled, expected_pooled)
     assert widened["trials"].tolist() == [1, 1, 3]
+
+
+@pytest.mark.parametrize("few_groups", [0, 1000])
+def test_order_statistics_by_sorted_lists_and_by_selection_are_numpys(
+    monkeypatch: pytest.MonkeyPatch, few_groups: int
+) -> None:
+    """Both ways of fetching order statistics (lists past FEW_GROUPS groups, quantile_disc up
+    to it) give numpy's quantiles bit for bit, ties and one-value groups included."""
+    monkeypatch.setattr(engine, "FEW_GROUPS", few_groups)
+    frame = _frame(5000, seed=3)
+    frame = frame.loc[np.isfinite(frame["value"])]
+    probabilities = [0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0]
+    with engine.connect("256MB") as connection:
+        found = engine.quantiles(connection, frame, ["variant", "trial"], "value", probabilities)
+    for row in found.itertuples(index=False):
+        values = frame.loc[
+            (frame["variant"] == row.variant) & (frame["trial"] == row.trial), "value"
+        ].to_numpy()
+        expected = np.quantile(values, probabilities)
+        assert np.array_equal(np.array(row[3:], dtype=float), expected), (row.variant, row.trial)
