@@ -10,14 +10,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analysis import accounting, capacity, cost, engine, lag, latency, recovery
-from analysis.compare import compare_groups
+from analysis import accounting, capacity, cost, engine, lag, latency, plots, recovery
+from analysis.compare import EMPTY, Sample, compare_samples, samples
 from analysis.load import Run
 
 __all__ = ["DEFAULT_ERROR_THRESHOLD", "DEFAULT_SLO_P99_MS", "Options", "RunAnalysis", "analyze_run"]
 
 DEFAULT_SLO_P99_MS = 1000.0
 DEFAULT_ERROR_THRESHOLD = 0.01
+CDF_COLUMNS = ("latency_ms", "latency_from_intended_ms", "time_to_result_ms")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ class RunAnalysis:
     cost_assumptions: list[str]
     currency: str = "USD"
     delivery: capacity.Delivery = field(default_factory=capacity.Delivery)
+    variants: tuple[str, ...] = ()
+    """The variants the client rows hold, sorted."""
+    retried_items: int = 0
+    """storage_first items processed more than once (attempts > 1)."""
+    cdf: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Per latency column: plots.cdf_points (the CDF figures' points)."""
+    latency_samples: dict[tuple[str, str], Sample] = field(default_factory=dict)
+    """Per (variant, measure): the sample of successful headline answers (for comparisons)."""
+
+    def latency_sample(self, variant: str, measure: str = "latency_ms") -> Sample:
+        return self.latency_samples.get((variant, measure), EMPTY)
 
     @property
     def has_outage(self) -> bool:
@@ -107,26 +119,57 @@ def analyze_run(run: Run, options: Options) -> RunAnalysis:
         return _analyze_run(run, options, connection)
 
 
+def _latency_tables(
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], Sample]]:
+    """The latency summary and, per (variant, measure), the sample of successful headline
+    answers (for comparisons), from the answered rows read once."""
+    query = latency.answered(connection, ["variant", "trial", *latency.LATENCY_COLUMNS])
+    with engine.materialized(connection, query.sql_query()) as rows:
+        table, pooled = latency.latency_summary_and_pooled(connection, rows=rows)
+        return table, _latency_samples(connection, rows, pooled)
+
+
+def _latency_samples(
+    connection: duckdb.DuckDBPyConnection,
+    rows: duckdb.DuckDBPyRelation,
+    pooled: dict[str, pd.DataFrame],
+) -> dict[tuple[str, str], Sample]:
+    """Per (variant, measure): the sample of ``rows``; ``pooled`` =
+    latency.latency_summary_and_pooled's pooled summaries of them."""
+    return {
+        (str(variant), measure): sample
+        for measure in latency.LATENCY_COLUMNS
+        for variant, sample in samples(
+            connection, rows, "variant", measure, summaries=pooled[measure]
+        ).items()
+    }
+
+
+def _retried_items(connection: duckdb.DuckDBPyConnection) -> int:
+    """storage_first items processed more than once."""
+    found = connection.execute(
+        "SELECT count(*) FROM server WHERE variant = 'storage_first' AND coalesce(attempts, 1) > 1"
+    ).fetchall()
+    return int(found[0][0])
+
+
 def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnection) -> RunAnalysis:
-    client, server, parked, metrics = run.client, run.server, run.parked, run.metrics
-    # Passes that run in the engine read these views (engine.ROW_TABLES), not the frames.
-    engine.register_frames(connection, client=client, server=server, parked=parked, metrics=metrics)
+    # Passes read the engine's views (engine.ROW_TABLES) of the run.
+    engine.register_run(connection, run)
     slo = _setting(options.slo_p99_ms, run.scenario, "slo_p99_ms", DEFAULT_SLO_P99_MS)
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    headline = latency.answered_rows(
-        client, ["variant", "trial", "latency_ms", "latency_from_intended_ms"]
-    )
+    latency_table, latency_samples = _latency_tables(connection)
     comparison = {
-        measure: compare_groups(
-            headline.loc[headline["variant"] == "direct"],
-            headline.loc[headline["variant"] == "storage_first"],
-            measure,
+        measure: compare_samples(
+            latency_samples.get(("direct", measure), EMPTY),
+            latency_samples.get(("storage_first", measure), EMPTY),
             label_a="direct",
             label_b="storage_first",
         )
-        for measure in ("latency_ms", "latency_from_intended_ms")
+        for measure in latency.LATENCY_COLUMNS
     }
     origins = lag.trial_origins(connection, run.trials)
     backlog = lag.backlog_over_time(connection, origins)
@@ -141,12 +184,12 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         run=run,
         slo_p99_ms=slo,
         error_threshold=threshold,
-        latency=latency.latency_summary(client, connection=connection),
-        warmup_latency=latency.latency_summary(client, warmup=True, connection=connection),
-        cold_warm=latency.cold_warm_summary(client, server),
-        outcomes=latency.outcome_rates(client),
-        throughput=latency.throughput_over_time(client),
-        latency_over_time=latency.latency_over_time(client),
+        latency=latency_table,
+        warmup_latency=latency.latency_summary(connection, warmup=True),
+        cold_warm=latency.cold_warm_summary(connection),
+        outcomes=latency.outcome_rates(connection),
+        throughput=latency.throughput_over_time(connection),
+        latency_over_time=latency.latency_over_time(connection),
         variant_comparison=comparison,
         lags=lag.lag_counts(connection),
         lag_summary=lag.lag_summary(connection),
@@ -154,9 +197,9 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         lag_over_time=lag.lag_over_time(connection, origins),
         backlog=backlog,
         drain=lag.drain_summary(connection, backlog),
-        send_delay=latency.send_delay_summary(client),
+        send_delay=latency.send_delay_summary(connection),
         per_trial=latency.per_trial_quantiles(
-            client, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
+            connection, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
         ),
         time_to_result=lag.time_to_result_summary(connection),
         accounting=accounting.tally(connection, run.trials, run.redriven),
@@ -174,4 +217,8 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         cost_assumptions=cost.assumptions(options.prices, usage, run.target),
         currency=str(options.prices.get("currency", "USD")),
         delivery=options.delivery,
+        variants=tuple(latency.variants(connection)),
+        retried_items=_retried_items(connection),
+        cdf={column: plots.cdf_points(connection, column) for column in CDF_COLUMNS},
+        latency_samples=latency_samples,
     )

@@ -96,11 +96,7 @@ def _latency_verdict(analyses: Sequence[RunAnalysis]) -> Verdict:
     statement = CLAIMS["response_latency"]
     candidates = [a for a in analyses if not a.injects_failures and not a.is_capacity]
     candidates = candidates or list(analyses)
-    both = [
-        a
-        for a in candidates
-        if {"direct", "storage_first"} <= set(a.run.client["variant"].unique())
-    ]
+    both = [a for a in candidates if {"direct", "storage_first"} <= set(a.variants)]
     if not both:
         return Verdict(
             "response_latency", statement, "not measured in this run", "no run drove both variants"
@@ -161,12 +157,7 @@ def _failures_observed(analysis: RunAnalysis) -> str:
     """What this run saw fail ("" when nothing did): the loss claim is only tested then."""
     storage_first = _accounting(analysis, "storage_first")
     direct = _accounting(analysis, "direct")
-    retried_items = int(
-        (
-            (analysis.run.server["variant"] == "storage_first")
-            & (analysis.run.server["attempts"].fillna(1) > 1)
-        ).sum()
-    )
+    retried_items = analysis.retried_items
     seen = {
         "storage_first failed": _count(storage_first, "failed"),
         "parked": _count(storage_first, "parked"),

@@ -66,7 +66,7 @@ def make_report(
     for run_dir in run_dirs:
         say(f"loading {run_dir}")
         run = load_run(run_dir)
-        say(f"analysing {run.scenario_name} ({len(run.client):,} client rows)")
+        say(f"analysing {run.scenario_name} ({run.client_rows:,} client rows)")
         analyses.append(analyze_run(run, options))
     verdicts = judge_claims(analyses)
     summary = build_summary(analyses, verdicts)

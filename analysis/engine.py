@@ -22,9 +22,10 @@ import contextlib
 import math
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import duckdb
 import numpy as np
@@ -35,20 +36,33 @@ import pyarrow as pa
 from analysis.stats import _Z, QUANTILES, _ranks, describe, trial_interval
 from reports import schema
 
+if TYPE_CHECKING:
+    from analysis.load import Run
+
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
     "ORDER_COLUMNS",
     "ROW_TABLES",
     "connect",
     "default_memory_limit",
+    "describe_fetched",
     "describe_groups",
+    "describe_pooled_and_trials",
+    "fetch",
     "frames_connection",
+    "group_quantiles",
+    "groupby_quantiles",
+    "in_read_order",
     "linear_quantile",
+    "materialized",
     "ordered_column",
     "quantiles",
     "register_frames",
+    "register_run",
     "register_run_folder",
+    "registered",
     "relation",
+    "run_tables",
     "sql_list",
 ]
 
@@ -196,7 +210,7 @@ def _needed_ranks(n: int, probabilities: Sequence[float], bounds: bool) -> set[i
 
 def _order_statistics(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     probabilities: Sequence[float],
@@ -221,32 +235,20 @@ def _order_statistics(
                 continue
             for rank in _needed_ranks(int(row[-1]), probabilities, bounds):
                 wanted.append((*group, rank))
-        ranks = pd.DataFrame(wanted, columns=[*by, "rank_"])
-        for name in by:  # the join compares like with like
-            ranks[name] = ranks[name].astype(counts[name].dtype)
-        connection.register("ranks_in", ranks)
-        values = connection.execute(
-            f"""
-            SELECT {keys}, rank_, value_ FROM (
-                SELECT {keys}, CAST("{column}" AS DOUBLE) AS value_,
-                       row_number() OVER (PARTITION BY {keys} ORDER BY "{column}") - 1 AS rank_
-                FROM rows_in WHERE {finite}
-            ) JOIN ranks_in USING ({keys}, rank_)
-            """
-        ).fetchall()
+        values = _values_at(
+            connection, "rows_in", by, f'CAST("{column}" AS DOUBLE)', finite, counts, wanted
+        )
     finally:
         connection.unregister("rows_in")
-        with contextlib.suppress(Exception):
-            connection.unregister("ranks_in")
     found: dict[tuple[Any, ...], dict[int, float]] = {}
-    for record in values:
-        found.setdefault(tuple(record[:-2]), {})[int(record[-2])] = float(record[-1])
+    for key, value in values.items():
+        found.setdefault(tuple(key[:-1]), {})[int(key[-1])] = value
     return counts, found
 
 
 def quantiles(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     probabilities: Sequence[float],
@@ -274,7 +276,7 @@ def quantiles(
 
 def describe_groups(
     connection: duckdb.DuckDBPyConnection,
-    frame: pd.DataFrame,
+    frame: Rows,
     by: list[str],
     column: str,
     trial_column: str | None = None,
@@ -341,6 +343,236 @@ def describe_groups(
     if trial_column:
         result["trials"] = result["trials"].fillna(1).astype("int64")
     return result
+
+
+# --- Runs read in place, and pandas' own figures (i14-core) ---------------------------------
+
+Rows: TypeAlias = pd.DataFrame | duckdb.DuckDBPyRelation
+"""What the engine's passes read: a frame, or a relation of this connection (a query)."""
+
+
+def register_run(connection: duckdb.DuckDBPyConnection, run: Run) -> None:
+    """The views of :func:`register_run_folder` for a loaded run: over its in-memory frames
+    when it was built from frames (``Run.from_frames``), else over its folder's parts."""
+    if run.frames is not None:
+        register_frames(connection, **run.frames)
+    else:
+        register_run_folder(connection, run.path)
+
+
+def fetch(
+    connection: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: Sequence[str] | None = None,
+    where: str = "true",
+) -> pd.DataFrame:
+    """Rows of view ``name`` (one of ROW_TABLES) as a pandas frame with the schema's dtypes,
+    in the order pandas reads the folder (parts by name, rows in file order): for a pass that
+    still needs a frame. ``where`` is a SQL condition on the view's columns."""
+    spec = ROW_TABLES[name]
+    names = list(columns) if columns is not None else list(spec.schema.names)
+    select = ", ".join(f'"{column}"' for column in names)
+    table = connection.sql(
+        f'SELECT {select} FROM "{name}" WHERE {where} ORDER BY part_file, part_row'
+    ).to_arrow_table()
+    frame = table.cast(pa.schema([spec.schema.field(column) for column in names])).to_pandas()
+    del table
+    pa.default_memory_pool().release_unused()  # the Arrow copy's buffers, back to the system
+    return frame
+
+
+def run_tables(run: Run, names: Sequence[str], memory_limit: str | None = None) -> dict[str, Any]:
+    """Whole per-request tables of a run as frames (:func:`fetch`), for analyses of small runs
+    that work on frames (tune); a report reads them through the views instead."""
+    with connect(memory_limit) as connection:
+        register_run(connection, run)
+        return {name: fetch(connection, name) for name in names}
+
+
+@contextlib.contextmanager
+def registered(connection: duckdb.DuckDBPyConnection, rows: Rows) -> Iterator[str]:
+    """``rows`` registered under a fresh view name for the duration of one pass."""
+    name = f"source_{id(rows):x}"
+    connection.register(name, rows)
+    try:
+        yield name
+    finally:
+        connection.unregister(name)
+
+
+def group_quantiles(
+    connection: duckdb.DuckDBPyConnection,
+    rows: Rows,
+    by: list[str],
+    column: str,
+    probabilities: Sequence[float],
+) -> pd.DataFrame:
+    """``rows.groupby(by, observed=True)[column].quantile(q)`` as pandas computes it, for each
+    q: per group (no missing key; groups sorted), the non-NaN values sorted (infinities
+    count), the value at 0-based rank int(q(n-1)) plus (next - value) x fraction, the formula
+    of pandas' ``group_quantile`` (not numpy's). Columns: ``by``, n (non-NaN values) and one
+    per probability (NaN for a group without a value)."""
+    keys = ", ".join(f'"{name}"' for name in by)
+    present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
+    value = f'CAST("{column}" AS DOUBLE)'
+    valued = f"{value} IS NOT NULL AND NOT isnan({value})"
+    # Per group and q: the values at 0-based ranks int(q(n-1)) and the next (1-based list
+    # indexes; past the end is NULL), the rank computed in DOUBLE as pandas does.
+    picks = []
+    for index, q in enumerate(probabilities):
+        rank = f"CAST(trunc(CAST('{float(q)!r}' AS DOUBLE) * CAST(n - 1 AS DOUBLE)) AS BIGINT)"
+        picks.append(f"values_[{rank} + 1] AS low_{index}, values_[{rank} + 2] AS high_{index}")
+    with registered(connection, rows) as source:
+        found = connection.sql(
+            f"""
+            SELECT {keys}, n, {", ".join(picks) if picks else "NULL AS none_"} FROM (
+                SELECT {keys}, coalesce(list_sort(list({value}) FILTER (WHERE {valued})), [])
+                    AS values_, len(values_) AS n
+                FROM {source} WHERE {present} GROUP BY ALL
+            ) ORDER BY {keys}
+            """
+        ).df()
+    result = found[[*by, "n"]].copy()
+    n = found["n"].to_numpy(dtype=np.int64)
+    for index, q in enumerate(probabilities):
+        # pandas' arithmetic, elementwise: position = q x (n - 1), its fraction by fmod.
+        fraction = np.fmod(q * (n - 1).astype(np.float64), 1.0)
+        low = found[f"low_{index}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        high = found[f"high_{index}"].to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            blended = low + (high - low) * fraction
+        result[q] = np.where(fraction == 0.0, low, blended)
+        result.loc[n == 0, q] = math.nan
+    return result.reset_index(drop=True)
+
+
+def _values_at(
+    connection: duckdb.DuckDBPyConnection,
+    source: str,
+    by: list[str],
+    value: str,
+    valued: str,
+    counts: pd.DataFrame,
+    wanted: list[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], float]:
+    """{(*group, rank): value} of the 0-based ranks ``wanted`` among each group's values
+    (those meeting ``valued``) in ascending order. Few groups: DuckDB's selection
+    (:func:`_values_by_selection`); many: each group's values sorted in one list
+    (``list_sort``, far cheaper than a window's sort), indexed at the wanted ranks."""
+    if not wanted:
+        return {}
+    groups = len({tuple(entry[:-1]) for entry in wanted})
+    if groups <= FEW_GROUPS and len(wanted) <= FEW_RANKS:
+        return _values_by_selection(connection, source, by, value, valued, counts, wanted)
+    keys = ", ".join(f'"{name}"' for name in by)
+    ranks = pd.DataFrame(list(dict.fromkeys(wanted)), columns=[*by, "rank_"])
+    for name in by:  # the join compares like with like
+        ranks[name] = ranks[name].astype(counts[name].dtype)
+    with registered(connection, ranks) as ranked:
+        found = connection.sql(
+            f"""
+            WITH sorted AS (
+                SELECT {keys}, list_sort(list({value})) AS values_
+                FROM {source} WHERE {valued} GROUP BY {keys}
+            ), wanted AS (
+                SELECT {keys}, list(rank_ ORDER BY rank_) AS ranks_ FROM {ranked} GROUP BY {keys}
+            )
+            SELECT {keys}, ranks_, list_select(values_, list_transform(ranks_, lambda r: r + 1))
+            FROM sorted JOIN wanted USING ({keys})
+            """
+        ).fetchall()
+    return {
+        (*record[:-2], rank): float(value)
+        for record in found
+        for rank, value in zip(record[-2], record[-1], strict=True)
+    }
+
+
+FEW_GROUPS = 32
+FEW_RANKS = 256
+"""Up to this many groups and ranks in all, order statistics come from quantile_disc, past
+either from sorted lists: one quantile_disc evaluates every group at every group's
+probabilities, each a selection of its own (a CDF's ~2,400 ranks over 10M values: 5x slower
+than sorting the list once)."""
+
+
+def _values_by_selection(
+    connection: duckdb.DuckDBPyConnection,
+    source: str,
+    by: list[str],
+    value: str,
+    valued: str,
+    counts: pd.DataFrame,
+    wanted: list[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], float]:
+    """:func:`_values_at` by DuckDB's ``quantile_disc`` (a selection, no full sort, no list):
+    its value at probability q is the one at 0-based rank ceil(n q) - 1 (checked on many n
+    and q); asking at q = (r + 0.5) / n puts n q half a rank from either boundary, so rank r
+    comes back whatever the rounding of n q (floor(n q) would give r too)."""
+    sizes = {tuple(row[:-1]): int(row[-1]) for row in counts.itertuples(index=False)}
+    positions: dict[float, int] = {}
+    needed = []
+    for entry in dict.fromkeys(wanted):
+        group, rank = tuple(entry[:-1]), int(entry[-1])
+        q = (rank + 0.5) / sizes[group]
+        needed.append((group, rank, positions.setdefault(q, len(positions))))
+    keys = ", ".join(f'"{name}"' for name in by)
+    probabilities = ", ".join(repr(q) for q in positions)
+    found = connection.sql(
+        f"SELECT {keys}, quantile_disc({value}, [{probabilities}]::DOUBLE[]) "
+        f"FROM {source} WHERE {valued} GROUP BY {keys}"
+    ).fetchall()
+    values = {tuple(record[:-1]): record[-1] for record in found}
+    return {(*group, rank): float(values[group][position]) for group, rank, position in needed}
+
+
+def describe_pooled_and_trials(
+    connection: duckdb.DuckDBPyConnection,
+    rows: Rows,
+    by: list[str],
+    column: str,
+    trial_column: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(``describe_groups(..., trial_column)``, ``describe_groups(...)`` without it) from one
+    pooled pass: the pooled table's quantile intervals widened by the per-trial quantiles
+    exactly as describe_groups does (two figures a report needs of the same rows)."""
+    pooled = describe_groups(connection, rows, by, column)
+    per_trial = quantiles(connection, rows, [*by, trial_column], column, list(QUANTILES.values()))
+    per_trial = per_trial.loc[per_trial["n"] > 0]
+    widened = pooled.copy()
+    trials_of = []
+    for index, row in pooled.iterrows():
+        if row["n"] == 0:
+            trials_of.append(1)
+            continue
+        mask = np.ones(len(per_trial), dtype=bool)
+        for name in by:
+            mask &= (per_trial[name] == row[name]).to_numpy()
+        trials = per_trial.loc[mask]
+        trials_of.append(len(trials))
+        if len(trials) < 2:
+            continue
+        for name, q in QUANTILES.items():
+            lo, hi = trial_interval(
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"], trials[q].to_numpy()
+            )
+            widened.loc[index, f"{name}_lo"], widened.loc[index, f"{name}_hi"] = lo, hi
+    widened.insert(len(by) + 1, "trials", np.array(trials_of, dtype="int64"))
+    return widened, pooled
+
+
+@contextlib.contextmanager
+def materialized(
+    connection: duckdb.DuckDBPyConnection, query: str
+) -> Iterator[duckdb.DuckDBPyRelation]:
+    """The rows of ``query`` computed once into a temporary table (DuckDB keeps it within its
+    memory limit, spilling past it) for a pass that reads them several times; dropped after."""
+    name = f"rows_{uuid.uuid4().hex}"
+    connection.execute(f'CREATE TEMP TABLE "{name}" AS {query}')
+    try:
+        yield connection.table(name)
+    finally:
+        connection.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
 # --- Helpers of the passes that run over the views (accounting, capacity, lag, recovery, cost).

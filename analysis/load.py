@@ -1,14 +1,16 @@
-"""The analysis package's only reader: run folders (through ``reports.schema``) and price files."""
+"""The analysis package's run folders (manifest and small tables through ``reports.schema``;
+the per-request tables are read by :mod:`analysis.engine`) and price files."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow.parquet as pq
 
 from asyncbench.errors import ConfigError, RunFolderError
 from reports import schema
@@ -21,19 +23,41 @@ _PRICE_KEYS = ("region", "date", "currency", "sources", "prices")
 
 @dataclass(frozen=True)
 class Run:
-    """One run folder in memory: its manifest and its tables (read-only by convention)."""
+    """One run: its manifest, its small tables (trials, redriven) in memory, and its per-request
+    tables (client, server, parked, metrics) left where they are: the analysis reads them
+    through the engine (:func:`analysis.engine.register_run`), from the folder's parquet parts
+    or, for a run built in memory (tests, synthetic runs), from ``frames``."""
 
     path: Path
     manifest: dict[str, Any]
-    client: pd.DataFrame
-    server: pd.DataFrame
-    parked: pd.DataFrame
-    metrics: pd.DataFrame
     trials: pd.DataFrame = field(repr=False)
     redriven: pd.DataFrame = field(
         repr=False, default_factory=lambda: schema.empty_frame(schema.REDRIVEN)
     )
     """Requests ``asyncbench redrive`` processed again (empty when none were)."""
+    client_rows: int = 0
+    """Rows in the client table (from the parts' footers: nothing is read to count them)."""
+    frames: Mapping[str, pd.DataFrame] | None = field(repr=False, default=None)
+    """In-memory per-request tables by name (engine.ROW_TABLES' names); None: the folder's."""
+
+    @classmethod
+    def from_frames(
+        cls,
+        path: Path | str,
+        manifest: dict[str, Any],
+        trials: pd.DataFrame,
+        redriven: pd.DataFrame | None = None,
+        **frames: pd.DataFrame,
+    ) -> Run:
+        """A run held in memory: ``frames`` are client=, server=, parked=, metrics=."""
+        return cls(
+            path=Path(path),
+            manifest=manifest,
+            trials=trials,
+            redriven=schema.empty_frame(schema.REDRIVEN) if redriven is None else redriven,
+            client_rows=len(frames["client"]) if "client" in frames else 0,
+            frames=dict(frames),
+        )
 
     @property
     def run_id(self) -> str:
@@ -70,25 +94,25 @@ class Run:
 
 
 def load_run(path: Path | str) -> Run:
-    """Read a run folder; a missing, damaged or newer-version folder raises RunFolderError."""
+    """Open a run folder: its manifest and small tables are read, its per-request tables only
+    checked (every part readable with the required columns, from the footers); a missing,
+    damaged, empty or newer-version folder raises RunFolderError."""
     run_dir = Path(path)
     manifest = schema.read_manifest(run_dir)
-    client = schema.read_table(run_dir, schema.CLIENT)
-    if client.empty:
+    for spec in (schema.SERVER, schema.PARKED, schema.METRICS):
+        schema.check_parts(run_dir, spec)
+    client_rows = sum(
+        pq.read_metadata(part).num_rows for part in schema.check_parts(run_dir, schema.CLIENT)
+    )
+    if client_rows == 0:
         raise RunFolderError(f"{run_dir} has no client records; the run recorded nothing")
-    run = Run(
+    return Run(
         path=run_dir,
         manifest=manifest,
-        client=client,
-        server=schema.read_table(run_dir, schema.SERVER),
-        parked=schema.read_table(run_dir, schema.PARKED),
-        metrics=schema.read_table(run_dir, schema.METRICS),
         trials=schema.read_table(run_dir, schema.TRIALS),
         redriven=schema.read_table(run_dir, schema.REDRIVEN),
+        client_rows=client_rows,
     )
-    # Parquet decoding leaves freed buffers in Arrow's pool; hand them back before analysis.
-    pa.default_memory_pool().release_unused()
-    return run
 
 
 def load_prices(path: Path | str | None = None) -> dict[str, Any]:

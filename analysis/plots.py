@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from analysis.latency import answered_rows
+from analysis import engine
+from analysis.latency import answered
 
 __all__ = [
     "PlotData",
     "Series",
     "backlog_plot",
+    "cdf_points",
     "cost_plot",
     "lag_time_plot",
     "latency_cdf_plot",
@@ -62,19 +65,47 @@ def _probabilities(n: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([body, tail, [1.0]]))
 
 
-def latency_cdf_plot(
-    client: pd.DataFrame, column: str = "latency_ms", points: int = 400
-) -> PlotData:
-    """Empirical CDF of headline latency of successful answers per variant (quantiles on a
-    grid, log x axis)."""
-    rows = answered_rows(client, ["variant", column])
-    series = []
-    for variant, group in rows.groupby("variant", observed=True):
-        values = group[column].dropna().to_numpy(dtype=np.float64)
-        if len(values) == 0:
-            continue
-        probabilities = _probabilities(len(values), points)
-        series.append(Series(str(variant), np.quantile(values, probabilities), probabilities))
+def cdf_points(
+    connection: duckdb.DuckDBPyConnection, column: str = "latency_ms", points: int = 400
+) -> pd.DataFrame:
+    """The empirical CDF of ``column`` of successful headline answers per variant, as
+    (variant, probability, value): numpy's quantiles on a grid of probabilities (dense in the
+    body, log-spaced in the tail up to the last order statistic), from the engine's order
+    statistics."""
+    rows = answered(connection, ["variant", column])
+    counts = connection.sql(
+        f'SELECT variant, count(*) FILTER (WHERE isfinite("{column}")) AS n '
+        f"FROM ({rows.sql_query()}) WHERE variant IS NOT NULL GROUP BY ALL ORDER BY variant"
+    ).fetchall()
+    grids = {str(variant): _probabilities(n, points) for variant, n in counts if n}
+    if not grids:
+        return pd.DataFrame(columns=["variant", "probability", "value"])
+    wanted = sorted({float(q) for grid in grids.values() for q in grid})
+    table = engine.quantiles(connection, rows, ["variant"], column, wanted).set_index("variant")
+    parts = [
+        pd.DataFrame(
+            {
+                "variant": variant,
+                "probability": grid,
+                "value": table.loc[variant, [float(q) for q in grid]].to_numpy(dtype=np.float64),
+            }
+        )
+        for variant, grid in grids.items()
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def latency_cdf_plot(cdf: pd.DataFrame, column: str = "latency_ms") -> PlotData:
+    """Empirical CDF of headline latency of successful answers per variant (the quantiles of
+    :func:`cdf_points`, log x axis)."""
+    series = [
+        Series(
+            str(variant),
+            group["value"].to_numpy(dtype=np.float64),
+            group["probability"].to_numpy(dtype=np.float64),
+        )
+        for variant, group in cdf.groupby("variant", sort=True)
+    ]
     titles = {
         "latency_ms": "Response latency CDF (from actual send)",
         "latency_from_intended_ms": "Response latency CDF (from intended send)",

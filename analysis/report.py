@@ -17,8 +17,7 @@ import pandas as pd
 from analysis import plots
 from analysis.analyze import RunAnalysis
 from analysis.claims import Verdict
-from analysis.compare import compare_groups
-from analysis.latency import answered_rows
+from analysis.compare import compare_samples
 from analysis.recovery import RecoveryTolerance
 from analysis.render import to_png
 from analysis.report_tables import (
@@ -180,8 +179,13 @@ def _scenario_blocks(
         Block("table", table=_comparison_table(analysis, "latency_ms")),
         Block("p", "From intended send time (coordinated omission corrected):"),
         Block("table", table=_comparison_table(analysis, "latency_from_intended_ms")),
-        _figure(plots.latency_cdf_plot(run.client), prefix),
-        _figure(plots.latency_cdf_plot(run.client, "latency_from_intended_ms"), prefix),
+        _figure(plots.latency_cdf_plot(analysis.cdf["latency_ms"]), prefix),
+        _figure(
+            plots.latency_cdf_plot(
+                analysis.cdf["latency_from_intended_ms"], "latency_from_intended_ms"
+            ),
+            prefix,
+        ),
         _figure(plots.latency_time_plot(analysis.latency_over_time, shaded), prefix),
         _figure(plots.rate_time_plot(analysis.throughput, shaded), prefix),
         Block(
@@ -219,7 +223,10 @@ def _scenario_blocks(
         blocks += [
             Block("h3", "Time to result seen by polling clients (ms)"),
             Block("table", table=interval_table(analysis.time_to_result, ["variant"])),
-            _figure(plots.latency_cdf_plot(run.client, "time_to_result_ms"), prefix),
+            _figure(
+                plots.latency_cdf_plot(analysis.cdf["time_to_result_ms"], "time_to_result_ms"),
+                prefix,
+            ),
         ]
     if analysis.has_outage:
         blocks += [
@@ -307,12 +314,9 @@ def _before_after_blocks(analyses: Sequence[RunAnalysis]) -> list[Block]:
         before = group[0]
         for after in group[1:]:
             for variant in ("direct", "storage_first"):
-                a = answered_rows(before.run.client, ["variant", "trial", "latency_ms"])
-                b = answered_rows(after.run.client, ["variant", "trial", "latency_ms"])
-                table = compare_groups(
-                    a.loc[a["variant"] == variant],
-                    b.loc[b["variant"] == variant],
-                    "latency_ms",
+                table = compare_samples(
+                    before.latency_sample(variant),
+                    after.latency_sample(variant),
                     label_a=before.run.run_id,
                     label_b=after.run.run_id,
                 )

@@ -134,7 +134,7 @@ def headline_table(analyses: Sequence[RunAnalysis]) -> pd.DataFrame:
     """One row per scenario and variant: what a reviewer asks first."""
     rows = []
     for analysis in analyses:
-        for variant in sorted(analysis.run.client["variant"].dropna().unique()):
+        for variant in analysis.variants:
             latency = _row_of(analysis.latency, variant=variant, measure="latency_from_intended_ms")
             account = _row_of(analysis.accounting, variant=variant)
             lag = _row_of(analysis.lag_summary, variant=variant, measure="accepted_to_processed_ms")

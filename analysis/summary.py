@@ -124,7 +124,7 @@ def build_summary(analyses: Sequence[RunAnalysis], verdicts: Sequence[Verdict]) 
     runs: dict[str, Any] = {}
     scenarios: dict[str, Any] = {}
     for analysis in analyses:
-        variants = sorted(analysis.run.client["variant"].dropna().unique())
+        variants = list(analysis.variants)
         blocks = {variant: variant_summary(analysis, variant) for variant in variants}
         runs[analysis.run.run_id] = {
             "scenario": analysis.run.scenario_name,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,8 @@ class TuneResult:
     """One row per trial: configuration, response/lag p99, cost per million."""
     recommendations: dict[str, dict[str, Any]]
     configurations: dict[str, dict[str, Any]]
+    metrics: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    """The run's metric rows (the tune report's model fits them)."""
 
     @property
     def key_measure(self) -> str:
@@ -88,17 +90,22 @@ class TuneResult:
         }
 
 
-def _trial_subset(run: Run, trials: list[int]) -> dict[str, pd.DataFrame]:
+ROW_TABLES = ("client", "server", "parked", "metrics")
+
+
+def _trial_subset(tables: Mapping[str, pd.DataFrame], trials: list[int]) -> dict[str, pd.DataFrame]:
+    """The rows of ``trials`` of each table (the run's per-request tables and ``trials``)."""
+
     def keep(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.loc[frame["trial"].isin(trials)] if "trial" in frame else frame
 
-    return {
-        "client": keep(run.client),
-        "server": keep(run.server),
-        "parked": keep(run.parked),
-        "metrics": keep(run.metrics),
-        "trials": keep(run.trials),
-    }
+    return {name: keep(frame) for name, frame in tables.items()}
+
+
+def _response_summary(client: pd.DataFrame) -> pd.DataFrame:
+    with engine.connect() as connection:
+        engine.register_frames(connection, client=client)
+        return latency.latency_summary(connection)
 
 
 def _quantile(summary: pd.DataFrame, measure: str, name: str) -> float:
@@ -160,12 +167,12 @@ def _cost(parts: Mapping[str, pd.DataFrame], stack_config: dict[str, Any],
 
 
 def _configuration_row(
-    run: Run, label: str, trials: list[int], settings: dict[str, Any], variant: str,
-    prices: dict[str, Any],
+    run: Run, tables: Mapping[str, pd.DataFrame], label: str, trials: list[int],
+    settings: dict[str, Any], variant: str, prices: dict[str, Any],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
-    parts = _trial_subset(run, trials)
+    parts = _trial_subset(tables, trials)
     stack_config = {**run.stack_config, **settings}
-    responses = latency.latency_summary(parts["client"])
+    responses = _response_summary(parts["client"])
     responses = responses.loc[responses["variant"] == variant]
     with engine.frames_connection(server=parts["server"]) as connection:
         lag_rows = (
@@ -195,7 +202,7 @@ def _configuration_row(
     }
     per_trial = []
     for trial in trials:
-        one = _trial_subset(run, [trial])
+        one = _trial_subset(tables, [trial])
         answered = latency.answered_rows(one["client"], ["variant", "latency_ms"])
         answered = answered.loc[answered["variant"] == variant, "latency_ms"]
         with engine.frames_connection(server=one["server"]) as connection:
@@ -287,12 +294,14 @@ def analyze_tune(run: Run, prices: dict[str, Any]) -> TuneResult:
     configurations = {str(k): dict(v) for k, v in (spec.get("configurations") or {}).items()}
     by_trial = {int(k): str(v) for k, v in (spec.get("trial_configurations") or {}).items()}
     recorded = set(run.trials["trial"].astype(int)) if not run.trials.empty else set(by_trial)
+    # A tune run is small (a few configurations' trials): its tables are read as frames.
+    tables = {**engine.run_tables(run, ROW_TABLES), "trials": run.trials}
     rows, per_trial = [], []
     for label, settings in configurations.items():
         trials = sorted(t for t, name in by_trial.items() if name == label and t in recorded)
         if not trials:
             continue
-        row, trial_rows = _configuration_row(run, label, trials, settings, variant, prices)
+        row, trial_rows = _configuration_row(run, tables, label, trials, settings, variant, prices)
         rows.append(row)
         per_trial += trial_rows
     table = pd.DataFrame(
@@ -322,6 +331,7 @@ def analyze_tune(run: Run, prices: dict[str, Any]) -> TuneResult:
         per_trial=trials_frame,
         recommendations=recommend(table, trials_frame, key, configurations),
         configurations=configurations,
+        metrics=tables["metrics"],
     )
 
 

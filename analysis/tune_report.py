@@ -34,9 +34,8 @@ def _settings(run: Run, result: TuneResult, label: str) -> dict[str, Any]:
     return {**merged, **result.configurations.get(label, {})}
 
 
-def _shards(run: Run) -> int:
+def _shards(metrics: pd.DataFrame) -> int:
     """Shards seen in the run's mapping metrics (the local stage tags them), at least 1."""
-    metrics = run.metrics
     if "dimensions" not in metrics or metrics.empty:
         return 1
     tagged = metrics.loc[metrics["metric"] == "BatchSize", "dimensions"].dropna()
@@ -51,7 +50,8 @@ def _shards(run: Run) -> int:
 def model_tables(run: Run, result: TuneResult) -> tuple[InvocationCost, pd.DataFrame, pd.DataFrame]:
     """The fitted invocation cost, predicted vs measured per configuration, and the
     capacity-planning table for :data:`MODEL_RATES` (storage-first tune runs)."""
-    points = invocation_points(run.metrics)
+    metrics = result.metrics
+    points = invocation_points(metrics)
     by_trial = {
         int(k): str(v) for k, v in (run.manifest["tune"].get("trial_configurations") or {}).items()
     }
@@ -62,7 +62,7 @@ def model_tables(run: Run, result: TuneResult) -> tuple[InvocationCost, pd.DataF
         ]
     )
     cost = fit_invocation_cost(points)
-    shards = _shards(run)
+    shards = _shards(metrics)
     rows = []
     for row in result.table.itertuples(index=False):
         settings = _settings(run, result, str(row.configuration))
@@ -93,8 +93,8 @@ def model_tables(run: Run, result: TuneResult) -> tuple[InvocationCost, pd.DataF
     best = result.recommendations.get("balanced", {}).get("configuration")
     settings = _settings(run, result, best or "")
     direct_duration = float(
-        run.metrics.loc[
-            (run.metrics["variant"] == "direct") & (run.metrics["metric"] == "Duration"), "value"
+        metrics.loc[
+            (metrics["variant"] == "direct") & (metrics["metric"] == "Duration"), "value"
         ].mean()
     )
     if not math.isfinite(direct_duration):

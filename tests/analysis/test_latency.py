@@ -9,6 +9,7 @@ from analysis.analyze import RunAnalysis
 from analysis.stats import describe
 from analysis.synthetic import SyntheticSpec, build_run, true_quantile
 from tests.analysis.conftest import BASELINE
+from tests.analysis.views import views
 
 
 @pytest.mark.parametrize("variant", ["direct", "storage_first"])
@@ -45,7 +46,8 @@ def test_cold_start_joined_from_items(analyses: dict[str, RunAnalysis]) -> None:
     assert set(cold["start"]) == {"warm"}
     spec = SyntheticSpec(repetitions=1, stages=((2.0, 10.0),))
     run = build_run(spec)
-    table = latency.cold_warm_summary(run.client, run.server)
+    with views(client=run.client, server=run.server) as connection:
+        table = latency.cold_warm_summary(connection)
     counts = table.set_index(["variant", "start"])["n"]
     assert counts[("direct", "cold")] == 1
     assert counts[("direct", "warm")] == 19
@@ -80,7 +82,8 @@ def test_stall_corrected_p99_matches_the_analytic_value() -> None:
             "outcome": "succeeded",
         }
     )
-    table = latency.latency_summary(client).set_index("measure")
+    with views(client=client) as connection:
+        table = latency.latency_summary(connection).set_index("measure")
     analytic = service_ms + stall_s * 1000 - 0.01 * duration_s * 1000
     assert table.loc["latency_from_intended_ms", "p99"] == pytest.approx(analytic, rel=0.05)
     assert table.loc["latency_ms", "p99"] < 11  # the stall is invisible from actual send
@@ -104,7 +107,8 @@ def test_send_delay_counts_late_requests() -> None:
             "warmup": False,
         }
     )
-    row = latency.send_delay_summary(client).iloc[0]
+    with views(client=client) as connection:
+        row = latency.send_delay_summary(connection).iloc[0]
     assert row["late"] == 2 and row["late_share"] == 0.5 and row["max_ms"] == 100.0
 
 
@@ -120,9 +124,10 @@ def test_errors_are_not_fast_answers() -> None:
             "outcome": ["succeeded"] * 90 + ["server_error"] * 10,
         }
     )
-    table = latency.latency_summary(served).set_index("measure")
+    with views(client=served) as connection:
+        table = latency.latency_summary(connection).set_index("measure")
+        counts = latency.outcome_rates(connection).set_index("outcome")["count"]
     assert table.loc["latency_ms", "n"] == 90
     assert table.loc["latency_ms", "p50"] == pytest.approx(20.0)
     assert table.loc["latency_ms", "max"] == pytest.approx(20.0)
-    counts = latency.outcome_rates(served).set_index("outcome")["count"]
     assert counts["server_error"] == 10  # still counted, as an outcome

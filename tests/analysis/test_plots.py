@@ -9,6 +9,12 @@ from matplotlib.figure import Figure
 from analysis import plots
 from analysis.analyze import RunAnalysis
 from analysis.render import render, to_png
+from tests.analysis.views import views
+
+
+def _cdf(client: pd.DataFrame, column: str = "latency_ms") -> plots.PlotData:
+    with views(client=client) as connection:
+        return plots.latency_cdf_plot(plots.cdf_points(connection, column), column)
 
 
 def _client(values: dict[str, list[float]]) -> pd.DataFrame:
@@ -22,7 +28,7 @@ def _client(values: dict[str, list[float]]) -> pd.DataFrame:
 
 def test_cdf_is_monotone_and_hits_known_quantiles() -> None:
     client = _client({"direct": [float(v) for v in range(1, 101)], "storage_first": [5.0] * 10})
-    data = plots.latency_cdf_plot(client)
+    data = _cdf(client)
     direct = next(s for s in data.series if s.label == "direct")
     assert np.all(np.diff(direct.x) >= 0) and np.all(np.diff(direct.y) > 0)
     assert direct.y[0] == 0 and direct.y[-1] == 1
@@ -76,14 +82,14 @@ def test_every_renderer_draws_under_agg(analyses: dict[str, RunAnalysis]) -> Non
     analysis = analyses["outage"]
     shaded = plots.outage_offsets(analysis.run.trials)
     all_plots = [
-        plots.latency_cdf_plot(analysis.run.client),
+        plots.latency_cdf_plot(analysis.cdf["latency_ms"]),
         plots.latency_time_plot(analysis.latency_over_time, shaded),
         plots.rate_time_plot(analysis.throughput, shaded),
         plots.lag_time_plot(analysis.lag_over_time, shaded),
         plots.backlog_plot(analysis.backlog, shaded),
         plots.rate_vs_p99_plot(analysis.stages, analysis.knees, 500.0),
         plots.cost_plot(analysis.costs),
-        plots.latency_cdf_plot(analysis.run.client.iloc[0:0]),  # empty: "no data"
+        plots.latency_cdf_plot(analysis.cdf["latency_ms"].iloc[0:0]),  # empty: "no data"
     ]
     for data in all_plots:
         figure = Figure()
@@ -108,7 +114,7 @@ def test_time_to_result_cdf_uses_only_polled_rows() -> None:
             "time_to_result_ms": [100.0, None, 300.0],
         }
     )
-    data = plots.latency_cdf_plot(client, "time_to_result_ms")
+    data = _cdf(client, "time_to_result_ms")
     assert data.title.startswith("Time to result")
     assert data.series[0].x.min() == 100.0 and data.series[0].x.max() == 300.0
 
@@ -117,7 +123,7 @@ def test_log_axis_labels_are_plain_and_sparse_and_the_legend_is_outside_the_axes
     """A short log range (2-12 ms): no "4x10^0" minor labels, none between 2x and 5x; the
     legend sits right of the axes, so it never covers data."""
     client = _client({"direct": list(np.linspace(3, 12, 200)), "storage_first": [2.0, 2.5, 8.0]})
-    data = plots.latency_cdf_plot(client)
+    data = _cdf(client)
     figure = Figure(figsize=(8.4, 3.6))
     canvas = FigureCanvasAgg(figure)
     ax = figure.add_subplot()
