@@ -25,7 +25,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -51,7 +51,6 @@ __all__ = [
     "fetch",
     "frames_connection",
     "group_quantiles",
-    "groupby_quantiles",
     "in_read_order",
     "linear_quantile",
     "materialized",
@@ -61,7 +60,6 @@ __all__ = [
     "register_run",
     "register_run_folder",
     "registered",
-    "relation",
     "run_tables",
     "sql_list",
 ]
@@ -406,12 +404,15 @@ def group_quantiles(
     by: list[str],
     column: str,
     probabilities: Sequence[float],
+    *,
+    count_rows: bool = False,
 ) -> pd.DataFrame:
     """``rows.groupby(by, observed=True)[column].quantile(q)`` as pandas computes it, for each
     q: per group (no missing key; groups sorted), the non-NaN values sorted (infinities
     count), the value at 0-based rank int(q(n-1)) plus (next - value) x fraction, the formula
-    of pandas' ``group_quantile`` (not numpy's). Columns: ``by``, n (non-NaN values) and one
-    per probability (NaN for a group without a value)."""
+    of pandas' ``group_quantile`` (not numpy's). Columns: ``by``, n (non-NaN values; with
+    ``count_rows``, the group's rows, also those without a value) and one per probability
+    (NaN for a group without a value)."""
     keys = ", ".join(f'"{name}"' for name in by)
     present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
     value = f'CAST("{column}" AS DOUBLE)'
@@ -425,14 +426,14 @@ def group_quantiles(
     with registered(connection, rows) as source:
         found = connection.sql(
             f"""
-            SELECT {keys}, n, {", ".join(picks) if picks else "NULL AS none_"} FROM (
+            SELECT {keys}, n, rows_, {", ".join(picks) if picks else "NULL AS none_"} FROM (
                 SELECT {keys}, coalesce(list_sort(list({value}) FILTER (WHERE {valued})), [])
-                    AS values_, len(values_) AS n
+                    AS values_, len(values_) AS n, count(*) AS rows_
                 FROM {source} WHERE {present} GROUP BY ALL
             ) ORDER BY {keys}
             """
         ).df()
-    result = found[[*by, "n"]].copy()
+    result = found[[*by, "rows_" if count_rows else "n"]].rename(columns={"rows_": "n"})
     n = found["n"].to_numpy(dtype=np.int64)
     for index, q in enumerate(probabilities):
         # pandas' arithmetic, elementwise: position = q x (n - 1), its fraction by fmod.
@@ -589,13 +590,6 @@ def frames_connection(
         yield connection
 
 
-def relation(connection: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
-    """A query's rows as something :func:`quantiles` and :func:`describe_groups` accept in
-    place of a frame (they register it, and DuckDB registers a relation as a view: the rows
-    stay in the engine). Typed as a frame for those signatures only."""
-    return cast(pd.DataFrame, connection.sql(query))
-
-
 def ordered_column(
     connection: duckdb.DuckDBPyConnection, query: str, parameters: Sequence[object] = ()
 ) -> np.ndarray:
@@ -657,43 +651,3 @@ def describe_fetched(
     result = pd.DataFrame(rows, columns=columns)
     result["n"] = result["n"].astype("int64")
     return result
-
-
-def groupby_quantiles(
-    connection: duckdb.DuckDBPyConnection,
-    rows: pd.DataFrame,
-    by: list[str],
-    column: str,
-    probabilities: Sequence[float],
-) -> pd.DataFrame:
-    """Per group of ``by``: n (rows, also those without a value) and pandas'
-    ``groupby(by)[column].quantile(q)`` of the finite values for each q (columns named by q),
-    groups sorted. pandas' group quantile interpolates as ``a + (b - a) * frac`` with
-    ``frac = (q * (n - 1)) % 1`` (numpy's linear quantile can differ in the last bit);
-    checked against pandas on 15,000 random groups."""
-    counts, found = _order_statistics(connection, rows, by, column, probabilities, False)
-    connection.register("sizes_in", rows)
-    keys = ", ".join(f'"{name}"' for name in by)
-    present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
-    try:
-        sizes = connection.execute(
-            f"SELECT {keys}, count(*) AS size_ FROM sizes_in WHERE {present} GROUP BY ALL"
-        ).fetchall()
-    finally:
-        connection.unregister("sizes_in")
-    size = {tuple(row[:-1]): int(row[-1]) for row in sizes}
-    result = []
-    for row in counts.itertuples(index=False):
-        group, n = tuple(row[: len(by)]), int(row[-1])
-        entry: dict[Any, Any] = {**dict(zip(by, group, strict=True)), "n": size[group]}
-        for q in probabilities:
-            if n == 0:
-                entry[q] = math.nan
-                continue
-            position = q * (n - 1)
-            below, frac = int(position), position % 1
-            value = found[group][below]
-            entry[q] = value if frac == 0.0 else value + (found[group][below + 1] - value) * frac
-        result.append(entry)
-    frame = pd.DataFrame(result, columns=[*by, "n", *probabilities])
-    return frame.sort_values(by, kind="stable").reset_index(drop=True)

@@ -86,7 +86,7 @@ def lag_summary(
     try:
         parts = []
         for measure in LAG_MEASURES:
-            rows = engine.relation(connection, f"SELECT variant, trial, {measure} FROM lags_")
+            rows = connection.sql(f"SELECT variant, trial, {measure} FROM lags_")
             summary = engine.describe_groups(connection, rows, ["variant"], measure, "trial")
             summary.insert(1, "measure", measure)
             parts.append(summary)
@@ -143,8 +143,7 @@ def lag_over_time(
     )
     try:
         # The bin as pandas computed it: floor((accepted - origin) / 1000 / bin_s) * bin_s.
-        rows = engine.relation(
-            connection,
+        rows = connection.sql(
             f"""
             SELECT * FROM (
                 SELECT variant, floor((accepted_at_ms - origin) / 1000::DOUBLE / {step})
@@ -153,7 +152,9 @@ def lag_over_time(
             ) WHERE NOT isnan(t_s)
             """,
         )
-        result = engine.groupby_quantiles(connection, rows, ["variant", "t_s"], "lag", [0.5, 0.99])
+        result = engine.group_quantiles(
+            connection, rows, ["variant", "t_s"], "lag", [0.5, 0.99], count_rows=True
+        )
     finally:
         connection.unregister("origins_in")
     if result.empty:

@@ -23,12 +23,14 @@ def _frame(seed: int) -> pd.DataFrame:
     )
 
 
-def test_groupby_quantiles_are_pandas_groupby_quantiles() -> None:
+def test_group_quantiles_counting_rows_are_pandas_size_and_quantiles() -> None:
     frame = _frame(3)
     expected = frame.groupby(["variant", "t_s"])["value"]
     with engine.frames_connection() as connection:
-        got = engine.groupby_quantiles(connection, frame, ["variant", "t_s"], "value", [0.5, 0.99])
-    assert got["n"].tolist() == expected.size().tolist()
+        got = engine.group_quantiles(
+            connection, frame, ["variant", "t_s"], "value", [0.5, 0.99], count_rows=True
+        )
+    assert got["n"].tolist() == expected.size().tolist()  # rows, also those without a value
     for q in (0.5, 0.99):
         assert got[q].tolist() == expected.quantile(q).tolist()  # exact, NaN-free groups
 
