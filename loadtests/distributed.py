@@ -43,6 +43,7 @@ from loadtests.engine import (
     trial_setup,
     wait_until,
 )
+from loadtests.lifeline import PARENT_OPTION, die_with_parent, parent_arguments
 from loadtests.outcomes import ACCEPTED_OUTCOMES
 from loadtests.pacing import Schedule, users_needed
 from loadtests.wire import (
@@ -124,7 +125,7 @@ class MasterGenerator:
         self.runner.register_message(HELLO, self._on_hello)
         self.runner.register_message(ROWS, self._on_rows)
         self.runner.register_message(DONE, self._on_done)
-        command = [sys.executable, "-m", "loadtests.distributed"]
+        command = [sys.executable, "-m", "loadtests.distributed", *parent_arguments()]
         command += ["--master-host", "127.0.0.1", "--master-port", str(self.port)]
         self.children = [
             subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -401,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.distributed")
     parser.add_argument("--master-host", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, required=True)
+    parser.add_argument(PARENT_OPTION, type=int, help="die with this process (its starter)")
     args = parser.parse_args(argv)
+    die_with_parent(args.parent_pid)
     return serve_worker(args.master_host, args.master_port)
 
 
