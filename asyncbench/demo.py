@@ -39,14 +39,16 @@ class DemoStep:
         return args + (["--rate", f"{self.rate_per_s:g}"] if self.rate_per_s else [])
 
 
-# Sized for a 2-core machine (load time: 360 s in all, 105 s with --quick). Baseline gets five
+# Sized for a 2-core machine (load time: 360 s in all, 106 s with --quick). Baseline gets five
 # short repetitions because its verdict (response latency) rests on a test across trials only:
 # with 5 vs 5 trials one overlapping pair still reaches p = 0.016 (4 vs 4 needs a perfect
 # split; 3 vs 3 can never reach p < 0.05).
 # --quick decides the same claims in about 2.5 minutes: baseline at 40/s (far below either
-# variant's knee) gives 83 requests per 2.5 s trial after warm-up, 415 per variant, enough for a
-# bounded p99 (368); the outage (5.3 s to 9.3 s of 16 s) leaves 6.7 s to recover; capacity's
-# 4.8 s stages hold 384 requests at 80/s, so 80/s and 160/s are judged (10-40/s are too short).
+# variant's knee) gives 100 requests per 3 s trial after warm-up, 500 per variant, enough for a
+# bounded p99 (368); shorter trials let the first trial of the run (a cold stage) decide the
+# per-trial p50 test. The outage (4.7 s to 8.2 s of 14 s) leaves 5.8 s to recover (it took 2-3
+# s); capacity's 4.8 s stages hold 384 requests at 80/s, so 80/s and 160/s are judged (10-40/s
+# are too short, as before).
 DEMO_PLANS: dict[str, tuple[DemoStep, ...]] = {
     "full": (
         DemoStep("baseline", duration_s=12, repetitions=5),
@@ -54,8 +56,8 @@ DEMO_PLANS: dict[str, tuple[DemoStep, ...]] = {
         DemoStep("capacity", duration_s=60, repetitions=1),
     ),
     "quick": (
-        DemoStep("baseline", duration_s=2.5, repetitions=5, rate_per_s=40),
-        DemoStep("outage", duration_s=16, repetitions=1),
+        DemoStep("baseline", duration_s=3, repetitions=5, rate_per_s=40),
+        DemoStep("outage", duration_s=14, repetitions=1),
         DemoStep("capacity", duration_s=24, repetitions=1),
     ),
 }
