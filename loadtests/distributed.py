@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +43,7 @@ from loadtests.engine import (
     trial_setup,
     wait_until,
 )
+from loadtests.lifeline import PARENT_OPTION, die_with_parent, parent_arguments
 from loadtests.outcomes import ACCEPTED_OUTCOMES
 from loadtests.pacing import Schedule, users_needed
 from loadtests.wire import (
@@ -119,11 +120,12 @@ class MasterGenerator:
         self._first_attempts: dict[str, int] = defaultdict(int)
         self._errors = 0
         self._done: dict[str, DoneReport] = {}
-        self._recorder: Any = None
+        self._writer: Any = None
+        """The trial's PartWriter (None when recording is off)."""
         self.runner.register_message(HELLO, self._on_hello)
         self.runner.register_message(ROWS, self._on_rows)
         self.runner.register_message(DONE, self._on_done)
-        command = [sys.executable, "-m", "loadtests.distributed"]
+        command = [sys.executable, "-m", "loadtests.distributed", *parent_arguments()]
         command += ["--master-host", "127.0.0.1", "--master-port", str(self.port)]
         self.children = [
             subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -162,18 +164,19 @@ class MasterGenerator:
         self.names[msg.node_id] = f"w{len(self.names)}"
 
     def _on_rows(self, environment: Any, msg: Any, **_: Any) -> None:
-        from loadtests.recorder import columns_to_rows
-
         data: RowsData = msg.data
         if data["trial"] != self._trial:
             return  # a straggler of an earlier trial (its rows were counted dropped)
-        rows = columns_to_rows(data["columns"])
+        columns = data["columns"]
         worker = data["worker"]
-        self._received[worker] += len(rows)
-        self._first_attempts[worker] += sum(1 for row in rows if row["attempt"] == 1)
-        self._errors += sum(1 for row in rows if row["outcome"] not in ACCEPTED_OUTCOMES)
-        if self._recorder is not None:
-            self._recorder.extend(worker, rows)
+        outcomes = Counter(columns["outcome"])
+        self._received[worker] += len(columns["outcome"])
+        self._first_attempts[worker] += columns["attempt"].count(1)
+        self._errors += sum(n for name, n in outcomes.items() if name not in ACCEPTED_OUTCOMES)
+        if self._writer is not None:
+            # Each batch is one worker's flush (<= FLUSH_ROWS rows or FLUSH_INTERVAL_S): one
+            # row group as it comes, columns straight to Arrow (the master's cost per request).
+            self._writer.write_columns(worker, columns)
 
     def _on_done(self, environment: Any, msg: Any, **_: Any) -> None:
         report: DoneReport = msg.data
@@ -195,14 +198,14 @@ class MasterGenerator:
         import gevent
 
         from loadtests.engine import ProgressMeter
-        from loadtests.recorder import PartWriter, Recorder
+        from loadtests.recorder import PartWriter
 
         nodes = self._connected()
         if not nodes:
             raise RunError("no load-generator worker is left; start `asyncbench worker` again")
         names = [self.names[node] for node in nodes]
         writer = PartWriter(plan.run_dir, plan.trial)
-        self._recorder = Recorder(writer) if record else None
+        self._writer = writer if record else None
         self._trial = plan.trial
         self._received.clear()
         self._first_attempts.clear()
@@ -247,13 +250,11 @@ class MasterGenerator:
             if stopping and not stop_sent:
                 self.runner.send_message(STOP, {})
                 stop_sent = True
-            if self._recorder is not None and self._recorder.due():
-                self._recorder.flush()
             meter.tick(sum(self._received.values()), self._errors)
             gevent.sleep(0.05)
         ended_ms = now_ms()
-        if self._recorder is not None:
-            self._recorder.close()
+        writer.close()
+        self._writer = None
         master_cpu_s = time.process_time() - cpu_at_go
         tallies: dict[str, WorkerTally] = {}
         for index, name in enumerate(names):
@@ -401,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.distributed")
     parser.add_argument("--master-host", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, required=True)
+    parser.add_argument(PARENT_OPTION, type=int, help="die with this process (its starter)")
     args = parser.parse_args(argv)
+    die_with_parent(args.parent_pid)
     return serve_worker(args.master_host, args.master_port)
 
 

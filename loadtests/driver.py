@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from asyncbench.errors import RunError
+from loadtests.lifeline import parent_arguments
 from loadtests.wire import (
     DEFAULT_MASTER_PORT,
     JobMessage,
@@ -261,7 +262,8 @@ def run_worker(master_host: str, master_port: int = DEFAULT_MASTER_PORT) -> int:
     """
     from loadtests.distributed import EXIT_REFUSED
 
-    command = [sys.executable, "-m", "loadtests.distributed"]
+    # The child dies with this process, even when it is killed outright (SIGKILL).
+    command = [sys.executable, "-m", "loadtests.distributed", *parent_arguments()]
     command += ["--master-host", master_host, "--master-port", str(master_port)]
     # Locust's worker waits for its master without a word: say what it waits for.
     print(

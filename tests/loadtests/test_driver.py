@@ -37,6 +37,8 @@ class FakeApi:
     """(start, duration) of a stall, in ms after the first request arrived."""
     first_at_ms: float | None = None
     polls: dict[str, int] = field(default_factory=dict)
+    connected_at_ms: list[float] = field(default_factory=list)
+    """When each client connection was accepted."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -53,6 +55,11 @@ def api() -> Iterator[FakeApi]:
 
         def log_message(self, format: str, *args: object) -> None:
             pass
+
+        def setup(self) -> None:
+            with state.lock:
+                state.connected_at_ms.append(time.time() * 1000.0)
+            super().setup()
 
         def do_POST(self) -> None:
             json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -89,7 +96,10 @@ def api() -> Iterator[FakeApi]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # every user connects at once (the default 5 drops SYNs)
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -123,6 +133,15 @@ def _plan(
         started_at_ms=time.time() * 1000.0 + LEAD_MS,
         seed=11,
     )
+
+
+def test_users_connect_before_time_zero(api: FakeApi, tmp_path: Path) -> None:
+    """A user's first request of a run does not pay for opening its connection."""
+    result = drive_trial(_plan(api, tmp_path, (1.0, 40)))
+    assert result.rows_written == {"w0": 40} and result.users > 40
+    assert api.first_at_ms is not None
+    early = [at for at in api.connected_at_ms if at < api.first_at_ms]
+    assert len(early) == len(api.connected_at_ms) == result.users
 
 
 def test_every_request_is_one_row_paced_on_schedule(api: FakeApi, tmp_path: Path) -> None:

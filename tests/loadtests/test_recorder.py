@@ -147,3 +147,29 @@ def read_table_part(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     return pq.read_table(path)
+
+
+def test_a_batch_of_columns_writes_what_its_rows_write(tmp_path: Path) -> None:
+    import pandas as pd
+
+    rows = [_row(number, "w1") for number in range(4)]
+    rows[2].update(time_to_result_ms=3.5, result_status="FAILED", error="boom", warmup=True)
+    by_rows, by_columns = PartWriter(tmp_path / "rows", 3), PartWriter(tmp_path / "columns", 3)
+    by_rows("w1", rows)
+    by_columns.write_columns("w1", rows_to_columns(rows))
+    by_columns.write_columns("w1", rows_to_columns([]))  # an empty batch: no row group
+    by_columns.write_columns("w1", rows_to_columns(rows[:1]))
+    by_rows("w1", rows[:1])
+    by_rows.close()
+    by_columns.close()
+    assert by_columns.written["w1"] == 5
+    pd.testing.assert_frame_equal(
+        read_table(tmp_path / "rows", CLIENT), read_table(tmp_path / "columns", CLIENT)
+    )
+    # Columns short of the schema (a worker of another version) go through the validating path.
+    short = rows_to_columns(rows)
+    del short["error"]
+    odd = PartWriter(tmp_path / "odd", 3)
+    odd.write_columns("w1", short)
+    assert odd.written["w1"] == 4
+    assert read_table(tmp_path / "odd", CLIENT)["error"].isna().all()
