@@ -25,16 +25,23 @@ def _isolated_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _dynamodb_local_jvms() -> set[int]:
+def _dynamodb_local_jvms(state_dir: Path) -> set[int]:
+    """DynamoDB Local JVMs started for this test's state dir (they inherit its environment);
+    other suites' JVMs on a shared machine are not counted."""
     pids = set()
     for process in psutil.process_iter(["cmdline"]):
-        if any("DynamoDBLocal.jar" in part for part in process.info["cmdline"] or ()):
+        if not any("DynamoDBLocal.jar" in part for part in process.info["cmdline"] or ()):
+            continue
+        try:
+            environment = process.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if environment.get("ASYNCBENCH_STATE_DIR") == str(state_dir):
             pids.add(process.pid)
     return pids
 
 
 def test_demo_with_dynamodb_local_failing_to_start(tmp_path: Path) -> None:
-    before = _dynamodb_local_jvms()
     # A JVM option the JVM refuses: DynamoDB Local exits during start-up.
     env = _isolated_env(tmp_path) | {"JAVA_TOOL_OPTIONS": "-XX:+NoSuchOption"}
     result = asyncbench(["demo", "--quick"], env=env, timeout_s=120)
@@ -42,7 +49,8 @@ def test_demo_with_dynamodb_local_failing_to_start(tmp_path: Path) -> None:
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(error_lines) == 1, result.stderr
     assert "DynamoDB Local" in error_lines[0]
-    assert _dynamodb_local_jvms() <= before, "an orphan DynamoDB Local JVM was left running"
+    orphans = _dynamodb_local_jvms(tmp_path / "state")
+    assert not orphans, f"orphan DynamoDB Local JVM(s) left running: {sorted(orphans)}"
     status = asyncbench(["local", "status"], env=env)
     assert "not running" in status.stdout + status.stderr
 
