@@ -9,6 +9,7 @@ written only through ``reports.schema``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,99 @@ def _client_frame(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Handled:
+    """What the stage did with a slice of one trial's requests, by the handlers' rules."""
+
+    outcome: np.ndarray
+    status_code: np.ndarray
+    accepted: np.ndarray
+    started: np.ndarray
+    processed: np.ndarray
+    """NaN for an item left PENDING."""
+    stored: np.ndarray
+    item_status: np.ndarray
+    retried: np.ndarray
+    """Requests whose first attempt failed with a 502 and whose retry stored the item."""
+    parked_index: np.ndarray
+    redriven_index: np.ndarray
+
+
+def handle(
+    variant: str,
+    spec: SyntheticSpec,
+    intended: np.ndarray,
+    sent: np.ndarray,
+    poison: np.ndarray,
+    outage_ms: tuple[float, float] | None,
+    *,
+    drain: Callable[[np.ndarray], np.ndarray],
+    low: int = 0,
+    stored_before: int = 0,
+) -> Handled:
+    """The requests ``low``.. of a trial (``stored_before`` items stored before them) as the
+    real handlers treat them: direct stores an item only for a 200 (never for a 400 or a
+    502); storage-first stores every request, its processor drains them through ``drain``
+    (completion times of a FIFO server), and the spec's lost, parked, re-driven and pending
+    requests are marked at fixed positions of the trial."""
+    n = len(intended)
+    outcome = np.full(n, "succeeded" if variant == "direct" else "accepted", object)
+    status_code = np.full(n, 200 if variant == "direct" else 202)
+    accepted = sent.copy()
+    started = accepted + 1.0
+    processed = started + spec.work_ms
+    stored = np.ones(n, dtype=bool)
+    item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
+    retried = np.zeros(n, dtype=bool)
+    parked_index = redriven_index = np.zeros(0, dtype=np.int64)
+    if variant == "direct":
+        # processor/direct.py: a poison request is a 400 and stores nothing.
+        outcome[poison] = "rejected"
+        status_code[poison] = 400
+        stored &= ~poison
+        if outage_ms is not None:
+            down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
+            outcome[down] = "server_error"
+            status_code[down] = 502
+            stored &= ~down  # a direct 502 during an outage stores nothing
+        # Every 13th stored item from the 4th on, retried_per_trial of them, was retried.
+        rank = stored_before + np.cumsum(stored) - 1
+        last_rank = 3 + 13 * spec.retried_per_trial
+        retried = stored & (rank >= 3) & (rank < last_rank) & ((rank - 3) % 13 == 0)
+    else:
+        release = accepted + spec.lag_ms
+        if outage_ms is not None:
+            held = (release >= outage_ms[0]) & (release < outage_ms[1])
+            release[held] = outage_ms[1]
+        processed = drain(release) + spec.work_ms
+        started = processed - spec.work_ms
+    processed = processed.astype(np.float64)
+    started = started.astype(np.float64)
+    if variant == "storage_first":
+        high = low + n
+        stored[_in_slice(np.arange(spec.lost_per_trial) * 7 + 3, low, high)] = False
+        parked_all = np.arange(spec.parked_per_trial + spec.redriven_per_trial) * 11 + 5
+        parked_index = _in_slice(parked_all, low, high)
+        item_status[parked_index] = "PENDING"
+        processed[parked_index] = np.nan
+        # A re-drive turned the last redriven_per_trial parked items SUCCEEDED.
+        redriven_index = _in_slice(parked_all[spec.parked_per_trial :], low, high)
+        item_status[redriven_index] = "SUCCEEDED"
+        processed[redriven_index] = accepted[redriven_index] + 600_000.0
+        pending_index = _in_slice(np.arange(spec.pending_per_trial) * 13 + 8, low, high)
+        item_status[pending_index] = "PENDING"
+        processed[pending_index] = np.nan
+    return Handled(
+        outcome, status_code, accepted, started, processed, stored, item_status, retried,
+        parked_index, redriven_index,
+    )  # fmt: skip
+
+
+def _in_slice(indices: np.ndarray, low: int, high: int) -> np.ndarray:
+    """The trial-wide ``indices`` that fall in requests low..high-1, relative to low."""
+    return indices[(indices >= low) & (indices < high)] - low
+
+
 def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
     """Frames of one run of ``spec`` (interleaved trials, direct first), shaped as the real
     handlers write them: direct stores an item only for a 200 (never for a 400 or a 502)."""
@@ -143,55 +237,23 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                 sent = _fifo(intended, 1000.0 / spec.generator_limit_per_s)
             ids = pd.Series(np.arange(count)).astype(str).radd(f"{variant[0]}{trial}-").to_numpy()
             poison = rng.random(count) < spec.poison_share
-            outcome = np.full(count, "succeeded" if variant == "direct" else "accepted", object)
-            status_code = np.full(count, 200 if variant == "direct" else 202)
             outage_ms = None
             if spec.outage is not None:
                 outage_ms = (
                     start_ms + spec.outage[0] * 1000,
                     start_ms + (spec.outage[0] + spec.outage[1]) * 1000,
                 )
-            accepted = sent.copy()
-            started = accepted + 1.0
-            processed = started + spec.work_ms
-            stored = np.ones(count, dtype=bool)
-            item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
-            retried = np.zeros(count, dtype=bool)
-            if variant == "direct":
-                # processor/direct.py: a poison request is a 400 and stores nothing.
-                outcome[poison] = "rejected"
-                status_code[poison] = 400
-                stored &= ~poison
-                if outage_ms is not None:
-                    down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
-                    outcome[down] = "server_error"
-                    status_code[down] = 502
-                    stored &= ~down  # a direct 502 during an outage stores nothing
-                retry_index = np.flatnonzero(stored)[3 : 3 + 13 * spec.retried_per_trial : 13]
-                retried[retry_index] = True
-            else:
-                release = accepted + spec.lag_ms
-                if outage_ms is not None:
-                    held = (release >= outage_ms[0]) & (release < outage_ms[1])
-                    release[held] = outage_ms[1]
-                processed = _fifo(release, 1000.0 / spec.drain_rate_per_s) + spec.work_ms
-                started = processed - spec.work_ms
-            processed_col = processed.astype(np.float64)
-            started_col = started.astype(np.float64)
+            handled = handle(
+                variant, spec, intended, sent, poison, outage_ms,
+                drain=lambda release: _fifo(release, 1000.0 / spec.drain_rate_per_s),
+            )  # fmt: skip
+            outcome, status_code = handled.outcome, handled.status_code
+            accepted, stored, item_status = handled.accepted, handled.stored, handled.item_status
+            started_col, processed_col = handled.started, handled.processed
+            retried = handled.retried
+            parked_index, redriven_index = handled.parked_index, handled.redriven_index
             unfinished = 0
             if variant == "storage_first":
-                lost_index = np.arange(spec.lost_per_trial) * 7 + 3
-                stored[lost_index] = False
-                parked_index = np.arange(spec.parked_per_trial + spec.redriven_per_trial) * 11 + 5
-                item_status[parked_index] = "PENDING"
-                processed_col[parked_index] = np.nan
-                # A re-drive turned the last redriven_per_trial parked items SUCCEEDED.
-                redriven_index = parked_index[spec.parked_per_trial :]
-                item_status[redriven_index] = "SUCCEEDED"
-                processed_col[redriven_index] = accepted[redriven_index] + 600_000.0
-                pending_index = np.arange(spec.pending_per_trial) * 13 + 8
-                item_status[pending_index] = "PENDING"
-                processed_col[pending_index] = np.nan
                 unfinished = spec.pending_per_trial
                 parked.append(
                     pd.DataFrame(

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.synthetic import EPOCH_MS, VARIANTS, SyntheticSpec, synthetic_manifest
+from analysis.synthetic import EPOCH_MS, VARIANTS, SyntheticSpec, handle, synthetic_manifest
 from reports import schema
 
 __all__ = ["CHUNK_ROWS", "PART_ROWS", "PartsWritten", "write_run_in_parts"]
@@ -88,10 +88,6 @@ def _schedule(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         first += count
         start += duration
     return np.array(firsts), np.array(starts), np.array(rates, dtype=float), np.array(counts)
-
-
-def _in_part(indices: np.ndarray, low: int, high: int) -> np.ndarray:
-    return indices[(indices >= low) & (indices < high)] - low
 
 
 def _chunks(count: int, part_rows: int, chunk_rows: int) -> Iterator[tuple[int, int, int]]:
@@ -188,50 +184,23 @@ def write_run_in_parts(
                 ids = _ids(variant, trial, index)
                 poison = poison_rng.random(len(index)) < spec.poison_share
                 n = len(index)
-                outcome = np.full(n, "succeeded" if variant == "direct" else "accepted", object)
-                status_code = np.full(n, 200 if variant == "direct" else 202)
-                accepted = sent.copy()
-                started = accepted + 1.0
-                processed = started + spec.work_ms
-                stored = np.ones(n, dtype=bool)
-                item_status = np.where(poison, "FAILED", "SUCCEEDED").astype(object)
-                retried = np.zeros(n, dtype=bool)
-                if variant == "direct":
-                    outcome[poison] = "rejected"
-                    status_code[poison] = 400
-                    stored &= ~poison
-                    if outage_ms is not None:
-                        down = (intended >= outage_ms[0]) & (intended < outage_ms[1])
-                        outcome[down] = "server_error"
-                        status_code[down] = 502
-                        stored &= ~down
-                    rank = carry.stored + np.cumsum(stored) - 1
-                    last_rank = 3 + 13 * spec.retried_per_trial
-                    retried = stored & (rank >= 3) & (rank < last_rank) & ((rank - 3) % 13 == 0)
-                else:
-                    release = accepted + spec.lag_ms
-                    if outage_ms is not None:
-                        held = (release >= outage_ms[0]) & (release < outage_ms[1])
-                        release[held] = outage_ms[1]
+
+                def drain(release: np.ndarray, low: int = low, carry: _Carry = carry) -> np.ndarray:
                     drained, carry.drain_max = _fifo_part(
                         release, 1000.0 / spec.drain_rate_per_s, low, carry.drain_max
                     )
-                    processed = drained + spec.work_ms
-                    started = processed - spec.work_ms
-                processed_col = processed.astype(np.float64)
-                started_col = started.astype(np.float64)
+                    return drained
+
+                handled = handle(
+                    variant, spec, intended, sent, poison, outage_ms,
+                    drain=drain, low=low, stored_before=carry.stored,
+                )  # fmt: skip
+                outcome, status_code = handled.outcome, handled.status_code
+                accepted, stored = handled.accepted, handled.stored
+                item_status, retried = handled.item_status, handled.retried
+                started_col, processed_col = handled.started, handled.processed
                 if variant == "storage_first":
-                    stored[_in_part(np.arange(spec.lost_per_trial) * 7 + 3, low, high)] = False
-                    parked_all = np.arange(spec.parked_per_trial + spec.redriven_per_trial) * 11 + 5
-                    parked_index = _in_part(parked_all, low, high)
-                    item_status[parked_index] = "PENDING"
-                    processed_col[parked_index] = np.nan
-                    redriven_index = _in_part(parked_all[spec.parked_per_trial :], low, high)
-                    item_status[redriven_index] = "SUCCEEDED"
-                    processed_col[redriven_index] = accepted[redriven_index] + 600_000.0
-                    pending_index = _in_part(np.arange(spec.pending_per_trial) * 13 + 8, low, high)
-                    item_status[pending_index] = "PENDING"
-                    processed_col[pending_index] = np.nan
+                    parked_index, redriven_index = handled.parked_index, handled.redriven_index
                     parked_ids.append(ids.take(pa.array(parked_index)))
                     parked_at.append(accepted[parked_index] + 5000.0)
                     redriven_ids.append(ids.take(pa.array(redriven_index)))
