@@ -212,6 +212,40 @@ def _in_slice(indices: np.ndarray, low: int, high: int) -> np.ndarray:
     return indices[(indices >= low) & (indices < high)] - low
 
 
+def trial_row(
+    spec: SyntheticSpec,
+    run_id: str,
+    trial: int,
+    repetition: int,
+    variant: str,
+    start_ms: float,
+    outage_ms: tuple[float, float] | None,
+    *,
+    rows_written: int,
+    late_sends: int,
+) -> dict[str, Any]:
+    """The TRIALS row of one synthetic trial."""
+    trial_length_s = float(sum(duration for duration, _ in spec.stages))
+    return {
+        "run_id": run_id,
+        "trial": trial,
+        "repetition": repetition,
+        "variant": variant,
+        "scenario": spec.scenario,
+        "started_at_ms": start_ms,
+        "ended_at_ms": start_ms + trial_length_s * 1000,
+        "warmup_until_ms": start_ms + spec.warmup_s * 1000,
+        "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
+        "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
+        "rows_written": rows_written,
+        "late_sends": late_sends,
+        "dropped_sends": spec.dropped_per_trial,
+        "workers_lost": spec.workers_lost_per_trial,
+        "unfinished": spec.pending_per_trial if variant == "storage_first" else 0,
+        "complete": True,
+    }
+
+
 def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
     """Frames of one run of ``spec`` (interleaved trials, direct first), shaped as the real
     handlers write them: direct stores an item only for a 200 (never for a 400 or a 502)."""
@@ -252,9 +286,7 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
             started_col, processed_col = handled.started, handled.processed
             retried = handled.retried
             parked_index, redriven_index = handled.parked_index, handled.redriven_index
-            unfinished = 0
             if variant == "storage_first":
-                unfinished = spec.pending_per_trial
                 parked.append(
                     pd.DataFrame(
                         {
@@ -342,24 +374,17 @@ def build_run(spec: SyntheticSpec, run_id: str = "synthetic") -> SyntheticRun:
                 )
             )
             trials.append(
-                {
-                    "run_id": run_id,
-                    "trial": trial,
-                    "repetition": repetition,
-                    "variant": variant,
-                    "scenario": spec.scenario,
-                    "started_at_ms": start_ms,
-                    "ended_at_ms": start_ms + trial_length_s * 1000,
-                    "warmup_until_ms": start_ms + spec.warmup_s * 1000,
-                    "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
-                    "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
-                    "rows_written": len(first),
-                    "late_sends": int((waited > 10.0).sum()),
-                    "dropped_sends": spec.dropped_per_trial,
-                    "workers_lost": spec.workers_lost_per_trial,
-                    "unfinished": unfinished,
-                    "complete": True,
-                }
+                trial_row(
+                    spec,
+                    run_id,
+                    trial,
+                    repetition,
+                    variant,
+                    start_ms,
+                    outage_ms,
+                    rows_written=len(first),
+                    late_sends=int((waited > 10.0).sum()),
+                )
             )
     manifest = synthetic_manifest(spec, run_id)
     return SyntheticRun(

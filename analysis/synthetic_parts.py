@@ -29,7 +29,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.synthetic import EPOCH_MS, VARIANTS, SyntheticSpec, handle, synthetic_manifest
+from analysis.synthetic import (
+    EPOCH_MS,
+    VARIANTS,
+    SyntheticSpec,
+    handle,
+    synthetic_manifest,
+    trial_row,
+)
 from reports import schema
 
 __all__ = ["CHUNK_ROWS", "PART_ROWS", "PartsWritten", "write_run_in_parts"]
@@ -271,24 +278,17 @@ def write_run_in_parts(
                     run_dir, run_id, trial, parked_ids, parked_at, redriven_ids, redriven_at
                 )
             trials.append(
-                {
-                    "run_id": run_id,
-                    "trial": trial,
-                    "repetition": repetition,
-                    "variant": variant,
-                    "scenario": spec.scenario,
-                    "started_at_ms": start_ms,
-                    "ended_at_ms": start_ms + trial_length_s * 1000,
-                    "warmup_until_ms": start_ms + spec.warmup_s * 1000,
-                    "outage_start_ms": outage_ms[0] if outage_ms else np.nan,
-                    "outage_end_ms": outage_ms[1] if outage_ms else np.nan,
-                    "rows_written": carry.client_rows,
-                    "late_sends": carry.late_sends,
-                    "dropped_sends": spec.dropped_per_trial,
-                    "workers_lost": spec.workers_lost_per_trial,
-                    "unfinished": spec.pending_per_trial if variant == "storage_first" else 0,
-                    "complete": True,
-                }
+                trial_row(
+                    spec,
+                    run_id,
+                    trial,
+                    repetition,
+                    variant,
+                    start_ms,
+                    outage_ms,
+                    rows_written=carry.client_rows,
+                    late_sends=carry.late_sends,
+                )
             )
     schema.write_table(run_dir, schema.TRIALS, pd.DataFrame(trials))
     schema.write_manifest(run_dir, synthetic_manifest(spec, run_id))
