@@ -216,16 +216,49 @@ def _order_statistics(
 ) -> tuple[pd.DataFrame, dict[tuple[Any, ...], dict[int, float]]]:
     """Per group of ``by``: n (a frame) and the values at the needed 0-based ranks of the
     finite values of ``column`` in ascending order ({group: {rank: value}})."""
+    counts, found, _ = _order_statistics_and_moments(
+        connection, frame, by, column, probabilities, bounds, moments=False
+    )
+    return counts, found
+
+
+def _order_statistics_and_moments(
+    connection: duckdb.DuckDBPyConnection,
+    frame: Rows,
+    by: list[str],
+    column: str,
+    probabilities: Sequence[float],
+    bounds: bool,
+    moments: bool,
+) -> tuple[
+    pd.DataFrame, dict[tuple[Any, ...], dict[int, float]], dict[tuple[Any, ...], tuple[Any, Any]]
+]:
+    """:func:`_order_statistics`, and with ``moments`` each group's mean and sample standard
+    deviation of the finite values ({group: (mean, sd)}, None without such values) from the
+    same scan as the counts: ``frame`` is read twice in all (a query over a join runs twice,
+    no copy of its rows is kept)."""
     connection.register("rows_in", frame)
     keys = ", ".join(f'"{name}"' for name in by)
     finite = f'isfinite(CAST("{column}" AS DOUBLE))'
+    value = f'CAST("{column}" AS DOUBLE)'
+    extra = (
+        f", avg({value}) FILTER (WHERE {finite}) AS mean_, "
+        f"stddev_samp({value}) FILTER (WHERE {finite}) AS sd_"
+        if moments
+        else ""
+    )
     try:
         # Groups as pandas forms them (no missing key), also those without a finite value.
         present = " AND ".join(f'"{name}" IS NOT NULL' for name in by)
         counts = connection.execute(
-            f"SELECT {keys}, count(*) FILTER (WHERE {finite}) AS n FROM rows_in "
+            f"SELECT {keys}, count(*) FILTER (WHERE {finite}) AS n{extra} FROM rows_in "
             f"WHERE {present} GROUP BY {keys}"
         ).df()
+        moment: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        if moments:
+            for row in counts.itertuples(index=False):
+                moment[tuple(row[: len(by)])] = (row[-2], row[-1])
+            counts = counts[[*by, "n"]]
         wanted = []
         for row in counts.itertuples(index=False):
             group = tuple(row[: len(by)])
@@ -233,15 +266,13 @@ def _order_statistics(
                 continue
             for rank in _needed_ranks(int(row[-1]), probabilities, bounds):
                 wanted.append((*group, rank))
-        values = _values_at(
-            connection, "rows_in", by, f'CAST("{column}" AS DOUBLE)', finite, counts, wanted
-        )
+        values = _values_at(connection, "rows_in", by, value, finite, counts, wanted)
     finally:
         connection.unregister("rows_in")
     found: dict[tuple[Any, ...], dict[int, float]] = {}
-    for key, value in values.items():
-        found.setdefault(tuple(key[:-1]), {})[int(key[-1])] = value
-    return counts, found
+    for key, at in values.items():
+        found.setdefault(tuple(key[:-1]), {})[int(key[-1])] = at
+    return counts, found, moment
 
 
 def quantiles(
@@ -283,21 +314,12 @@ def describe_groups(
     the quantiles, max and their intervals, the same numbers. The mean and its interval come
     from DuckDB's sums (equal to numpy's pairwise sums to about 1e-15 relative)."""
     probabilities = list(QUANTILES.values())
-    counts, found = _order_statistics(connection, frame, by, column, probabilities, True)
+    counts, found, moment = _order_statistics_and_moments(
+        connection, frame, by, column, probabilities, True, moments=True
+    )
     per_trial = None
     if trial_column:
         per_trial = quantiles(connection, frame, [*by, trial_column], column, probabilities)
-    connection.register("rows_in", frame)
-    keys = ", ".join(f'"{name}"' for name in by)
-    try:
-        moments = connection.execute(
-            f'SELECT {keys}, avg(CAST("{column}" AS DOUBLE)) AS mean_, '
-            f'stddev_samp(CAST("{column}" AS DOUBLE)) AS sd_ FROM rows_in '
-            f'WHERE isfinite(CAST("{column}" AS DOUBLE)) GROUP BY {keys}'
-        ).fetchall()
-    finally:
-        connection.unregister("rows_in")
-    moment = {tuple(row[: len(by)]): (float(row[-2]), row[-1]) for row in moments}
     rows = []
     for row in counts.itertuples(index=False):
         group, n = tuple(row[: len(by)]), int(row[-1])
@@ -308,8 +330,8 @@ def describe_groups(
             rows.append(empty)
             continue
         at = found[group]
-        mean, sd = moment[group]
-        half = _Z * float(sd) / math.sqrt(n) if n > 1 and sd is not None else 0.0
+        mean, sd = float(moment[group][0]), moment[group][1]
+        half = _Z * float(sd) / math.sqrt(n) if n > 1 and not pd.isna(sd) else 0.0
         entry: dict[str, Any] = {**dict(zip(by, group, strict=True)), "n": float(n)}
         entry.update(mean=mean, mean_lo=mean - half, mean_hi=mean + half)
         trials = None

@@ -251,21 +251,30 @@ def latency_over_time(connection: duckdb.DuckDBPyConnection, bin_s: float = 1.0)
 def cold_warm_summary(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Latency summary per variant split by the server item's ``cold_start`` (joined on
     variant and request_id, the first item in read order when stored twice); headline rows
-    without a stored item are "unknown"."""
-    query = f"""
-        WITH starts AS (
-            SELECT variant, request_id,
-                arg_min_null(cold_start, (part_file, part_row)) AS cold_start
-            FROM server WHERE request_id IS NOT NULL GROUP BY ALL
-        )
+    without a stored item are "unknown".
+
+    The join is tried first against the stored items as they are: when no headline row finds
+    more than one item (as many joined rows as headline rows), each row's one item is its
+    first and the result is final. Otherwise the items are first reduced to the first one per
+    (variant, request_id). At 20M rows the plain join takes ~7 s, the reduction ~5-10 s more."""
+    joined = f"""
         SELECT client.variant, client.latency_ms,
             CASE WHEN starts.cold_start IS NULL THEN 'unknown'
                  WHEN starts.cold_start THEN 'cold' ELSE 'warm' END AS start
-        FROM client LEFT JOIN starts
+        FROM client LEFT JOIN {{items}} AS starts
             ON client.variant = starts.variant AND client.request_id = starts.request_id
         WHERE {HEADLINE.replace("warmup", "client.warmup")}
     """
-    with engine.materialized(connection, query) as rows:
+    first_items = """(
+        SELECT variant, request_id,
+            arg_min_null(cold_start, (part_file, part_row)) AS cold_start
+        FROM server WHERE request_id IS NOT NULL GROUP BY ALL
+    )"""
+    headline = connection.sql(f"SELECT count(*) FROM client WHERE {HEADLINE}").fetchall()[0][0]
+    with engine.materialized(connection, joined.format(items="server")) as rows:
+        if rows.aggregate("count(*)").fetchall()[0][0] == headline:
+            return engine.describe_groups(connection, rows, ["variant", "start"], "latency_ms")
+    with engine.materialized(connection, joined.format(items=first_items)) as rows:
         return engine.describe_groups(connection, rows, ["variant", "start"], "latency_ms")
 
 
