@@ -156,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--memory-limit",
         metavar="SIZE",
         help="memory the analysis engine (DuckDB) may use before it spills to a temporary "
-        "directory, e.g. 2GB (default: a quarter of this machine's memory)",
+        "directory, e.g. 4GB (default: a quarter of this machine's memory, at most 1536MB)",
     )
     parser.add_argument("--out", type=Path, help="write the report here instead")
     parser.set_defaults(handler=_report)

@@ -79,6 +79,16 @@ def test_connection_has_the_memory_limit_and_a_spill_directory():
     assert engine.default_memory_limit().endswith("MB")
 
 
+def test_default_limit_is_a_quarter_of_memory_at_most_the_cap(monkeypatch):
+    from types import SimpleNamespace
+
+    for total_gb, expected_mb in ((2, 512), (64, engine.DEFAULT_MEMORY_CAP_MB)):
+        monkeypatch.setattr(
+            engine.psutil, "virtual_memory", lambda gb=total_gb: SimpleNamespace(total=gb * 2**30)
+        )
+        assert engine.default_memory_limit() == f"{expected_mb}MB"
+
+
 def test_groups_without_finite_values_and_empty_frames_match_stats(connection):
     frame = _frame(5, 3000)
     frame.loc[frame["variant"] == "direct", "latency_ms"] = np.nan
