@@ -19,7 +19,6 @@ from analysis.analyze import RunAnalysis
 from analysis.claims import Verdict
 from analysis.compare import compare_samples
 from analysis.recovery import RecoveryTolerance
-from analysis.render import to_png
 from analysis.report_tables import (
     accounting_table,
     dropped_banner,
@@ -66,6 +65,10 @@ class Report:
 
 
 def _figure(plot: plots.PlotData, prefix: str) -> Block:
+    # Imported at the first figure, not with this module: matplotlib (30-60 MB resident) would
+    # otherwise sit in memory through the analysis, which is where the report's peak is.
+    from analysis.render import to_png
+
     return Block("figure", text=plot.title, figure=to_png(plot), name=f"{prefix}-{plot.key}.png")
 
 
