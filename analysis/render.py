@@ -8,17 +8,19 @@ the report imports it at its first figure, after the analysis.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, Locator
 from PIL import Image
 
 from analysis.plots import PlotData
 
-__all__ = ["render", "to_png"]
+__all__ = ["InView", "render", "to_png"]
 
 
 def _sparse_minor_label(value: float, _position: int) -> str:
@@ -27,6 +29,57 @@ def _sparse_minor_label(value: float, _position: int) -> str:
         return ""
     leading = round(value / 10 ** np.floor(np.log10(value)))
     return f"{value:g}" if leading in (2, 5) else ""
+
+
+class InView(Locator):
+    """Another locator's tick locations, less those outside the view.
+
+    Matplotlib builds a whole tick (three lines, two labels) for every location its locator
+    returns and drops the ones outside the view only when it draws; a log locator returns whole
+    decades, so a log axis built up to twice the ticks it drew. Use it only where the formatter
+    ignores the other locations (the FuncFormatters of log axes here): the drawn ticks and
+    labels are then the same. ``locator`` is the axis' own (set on it before), so it knows its
+    axis; setting this one on the axis gives it the same.
+    """
+
+    def __init__(self, locator: Locator) -> None:
+        self.locator = locator
+
+    def __call__(self) -> Sequence[float]:
+        if not isinstance(self.axis, Axis):
+            return self.locator()
+        return self._in_view(self.locator(), *self.axis.get_view_interval())
+
+    def tick_values(self, vmin: float, vmax: float) -> Sequence[float]:
+        return self._in_view(self.locator.tick_values(vmin, vmax), vmin, vmax)
+
+    def nonsingular(self, v0: float, v1: float) -> tuple[float, float]:
+        return self.locator.nonsingular(v0, v1)
+
+    def view_limits(self, vmin: float, vmax: float) -> tuple[float, float]:
+        return self.locator.view_limits(vmin, vmax)
+
+    def _in_view(self, locations: Sequence[float], vmin: float, vmax: float) -> list[float]:
+        if not isinstance(self.axis, Axis):
+            return list(locations)
+        # In the scale's coordinates (log10 on a log axis), as matplotlib decides what to draw;
+        # its tolerance there is 1e-10 of the span, 1e-5 keeps a margin.
+        transform = self.axis.get_transform()
+        low, high = sorted(transform.transform(np.array([vmin, vmax], dtype=np.float64)))
+        margin = (high - low) * 1e-5
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = transform.transform(np.asarray(locations, dtype=np.float64))
+        keep = (scaled >= low - margin) & (scaled <= high + margin)
+        return [float(location) for location in np.asarray(locations)[keep]]
+
+
+def _log_axis(axis: Axis) -> None:
+    """Log scale labels in plain numbers; only the ticks it draws."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+    # Matplotlib's own minor labels on a short log range read "4x10^0" and overlap.
+    axis.set_minor_formatter(FuncFormatter(_sparse_minor_label))
+    axis.set_major_locator(InView(axis.get_major_locator()))
+    axis.set_minor_locator(InView(axis.get_minor_locator()))
 
 
 def _render_lines(ax: Axes, plot: PlotData) -> None:
@@ -76,16 +129,12 @@ def render(ax: Axes, plot: PlotData) -> None:
         _render_lines(ax, plot)
     for start, end, label in plot.shaded:
         ax.axvspan(start, end, color="tab:red", alpha=0.12, label=label)
-    plain = FuncFormatter(lambda value, _position: f"{value:g}")
     if plot.xlog and not plot.empty:
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plain)
-        # Matplotlib's own minor labels on a short log range read "4x10^0" and overlap.
-        ax.xaxis.set_minor_formatter(FuncFormatter(_sparse_minor_label))
+        _log_axis(ax.xaxis)
     if plot.ylog and not plot.empty:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(FuncFormatter(_sparse_minor_label))
+        _log_axis(ax.yaxis)
     # A fixed title position: the automatic one measures the y axis' tick labels once more on
     # every draw, only to move the title above ticks on top of the axes, which are never drawn.
     ax.set_title(plot.title, fontsize=10, y=1.0)

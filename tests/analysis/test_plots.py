@@ -11,7 +11,7 @@ from PIL import Image
 
 from analysis import plots
 from analysis.analyze import RunAnalysis
-from analysis.render import render, to_png
+from analysis.render import InView, render, to_png
 from tests.analysis.views import views
 
 
@@ -155,3 +155,30 @@ def test_to_png_has_exactly_the_pixels_savefig_draws(analyses: dict[str, RunAnal
         assert fast.info["dpi"] == pytest.approx(saved.info["dpi"])
         assert fast.info["dpi"] == pytest.approx((100, 100), abs=0.01)
         assert np.array_equal(np.asarray(fast.convert("RGBA")), np.asarray(saved))
+
+
+def test_log_axes_build_only_the_ticks_they_draw_and_draw_the_same_image() -> None:
+    """InView drops the locations a log locator returns outside the view: fewer ticks are
+    built, and the image is pixel for pixel the one the axis' own locators draw."""
+    client = _client({"direct": list(np.linspace(3, 40, 200)), "storage_first": [2.5, 8.0, 30.0]})
+    data = _cdf(client)
+    canvases, axes = [], []
+    for unwrap in (False, True):
+        figure = Figure(figsize=(8.4, 3.6))
+        canvases.append(FigureCanvasAgg(figure))
+        ax = figure.add_subplot()
+        render(ax, data)
+        if unwrap:
+            for locator, setter in (
+                (ax.xaxis.get_major_locator(), ax.xaxis.set_major_locator),
+                (ax.xaxis.get_minor_locator(), ax.xaxis.set_minor_locator),
+            ):
+                assert isinstance(locator, InView)
+                setter(locator.locator)
+        canvases[-1].draw()
+        axes.append(ax)
+    trimmed, default = axes
+    low, high = trimmed.get_xlim()
+    assert all(low <= x <= high for x in trimmed.xaxis.get_minorticklocs())
+    assert len(trimmed.xaxis.minorTicks) < len(default.xaxis.minorTicks)
+    assert np.array_equal(np.asarray(canvases[0].buffer_rgba()), canvases[1].buffer_rgba())
