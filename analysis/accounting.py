@@ -102,15 +102,18 @@ def _requests(connection: duckdb.DuckDBPyConnection) -> Iterator[str]:
 
 
 ITEMS_PER_BUCKET = 250_000
+MAX_BUCKETS = 4
 """Items matched to requests at once: the tally splits the items (and the requests) into
-buckets of about this many by a hash of the request id, each aggregated and joined on its own,
-so its peak does not grow with the run (1M + 1M rows with 36-character ids: one bucket
-~200 MB above the base, four ~50 MB)."""
+buckets of about ITEMS_PER_BUCKET by a hash of the request id, each aggregated and joined on
+its own (1M + 1M rows with 36-character ids: one bucket ~200 MB above the base, four ~50 MB).
+Each bucket reads every server row again, so there are at most MAX_BUCKETS; past 1M items the
+engine's memory limit bounds a bucket (DuckDB spills its aggregation)."""
 
 
 def _buckets(connection: duckdb.DuckDBPyConnection) -> int:
     found = connection.execute("SELECT count(*) FROM server").fetchone()
-    return max(1, math.ceil((found[0] if found else 0) / ITEMS_PER_BUCKET))
+    items = found[0] if found else 0
+    return min(MAX_BUCKETS, max(1, math.ceil(items / ITEMS_PER_BUCKET)))
 
 
 def _in_bucket(column: str, buckets: int, bucket: int) -> str:
