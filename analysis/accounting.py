@@ -24,8 +24,10 @@ storage_first lost + rejected + no_answer, for direct every class but succeeded 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 
 import duckdb
 import pandas as pd
@@ -55,29 +57,102 @@ def _open_trials(trials: pd.DataFrame) -> list[int]:
     return sorted({int(trial) for trial in rows["trial"]})
 
 
-def _classes_query(trials: pd.DataFrame) -> str:
-    """SQL over the views: one row per request (REQUEST_KEY, a missing worker is ''), from its
-    last attempt (highest attempt number; on a tie the last one read, ORDER BY part_file,
-    part_row), with request_id, outcome, status_code, attempts and class.
+# The last attempt of a request: highest attempt number, on a tie the last row read.
+_LAST = "(coalesce(attempt, 1)::HUGEINT * 9223372036854775808 + read_order)"
 
-    The request's item is the last one read with its request_id (a re-collected item is read
-    again later), parked means its id is among the variant's parked records."""
+
+def _requests_query(where: str) -> str:
+    """SQL of one row per request (REQUEST_KEY, a missing worker is '') among the client rows
+    meeting ``where``, from its last attempt (highest attempt number; on a tie the last one
+    read, ORDER BY part_file, part_row): outcome, status_code, request_id and attempts. One
+    arg_max of the three (a struct) keeps one state per request, not three."""
+    return f"""
+        SELECT variant, trial, worker, intended_at_ms, last_.outcome AS outcome,
+               last_.status_code AS status_code, last_.request_id AS request_id, attempts
+        FROM (
+            SELECT variant, trial, coalesce(worker, '') AS worker, intended_at_ms,
+                   arg_max_null({{'outcome': outcome, 'status_code': status_code,
+                                 'request_id': request_id}}, {_LAST}) AS last_,
+                   max(coalesce(attempt, 1)) AS attempts
+            FROM {engine.in_read_order("client")} WHERE {where} GROUP BY ALL
+        )"""
+
+
+@contextlib.contextmanager
+def _requests(connection: duckdb.DuckDBPyConnection) -> Iterator[str]:
+    """A temporary table of :func:`_requests_query`'s rows, built trial by trial (a request's
+    attempts share its trial, so no request spans two): the aggregation holds one trial's
+    requests at a time (1M rows in 4 trials: ~80 MB less at the peak than all at once)."""
+    name = f"requests_{uuid.uuid4().hex}"
+    trials = [row[0] for row in connection.execute("SELECT DISTINCT trial FROM client").fetchall()]
+    try:
+        for index, trial in enumerate(sorted(trials, key=lambda t: (t is None, t or 0))):
+            where = "trial IS NULL" if trial is None else f"trial = {int(trial)}"
+            query = _requests_query(where)
+            connection.execute(
+                f'CREATE TEMP TABLE "{name}" AS {query}'
+                if index == 0
+                else f'INSERT INTO "{name}" {query}'
+            )
+        if not trials:
+            connection.execute(f'CREATE TEMP TABLE "{name}" AS {_requests_query("false")}')
+        yield name
+    finally:
+        connection.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+ITEMS_PER_BUCKET = 250_000
+MAX_BUCKETS = 4
+"""Items matched to requests at once: the tally splits the items (and the requests) into
+buckets of about ITEMS_PER_BUCKET by a hash of the request id, each aggregated and joined on
+its own (1M + 1M rows with 36-character ids: one bucket ~200 MB above the base, four ~50 MB).
+Each bucket reads every server row again, so there are at most MAX_BUCKETS; past 1M items the
+engine's memory limit bounds a bucket (DuckDB spills its aggregation)."""
+
+
+def _buckets(connection: duckdb.DuckDBPyConnection) -> int:
+    found = connection.execute("SELECT count(*) FROM server").fetchone()
+    items = found[0] if found else 0
+    return min(MAX_BUCKETS, max(1, math.ceil(items / ITEMS_PER_BUCKET)))
+
+
+def _in_bucket(column: str, buckets: int, bucket: int) -> str:
+    """SQL: ``column`` (a request id, NULL too) falls in bucket ``bucket`` of ``buckets``."""
+    return "true" if buckets == 1 else f"hash({column}) % {buckets} = {bucket}"
+
+
+@contextlib.contextmanager
+def _items(connection: duckdb.DuckDBPyConnection, where: str) -> Iterator[str]:
+    """A temporary table of one row per stored item (variant, request_id; a NULL id is one
+    item) among the server rows meeting ``where``: last_status, the status of the last row
+    read with its id (a re-collected item is read again later), and first_status,
+    first_duplicates of the first (the item is counted once, by that row)."""
+    name = f"items_{uuid.uuid4().hex}"
+    try:
+        connection.execute(
+            f"""CREATE TEMP TABLE "{name}" AS
+            SELECT variant, request_id, arg_max_null(status, read_order) AS last_status,
+                   arg_min_null(status, read_order) AS first_status,
+                   arg_min_null(duplicates, read_order) AS first_duplicates
+            FROM {engine.in_read_order("server")}
+            WHERE variant IS NOT NULL AND {where} GROUP BY ALL"""
+        )
+        yield name
+    finally:
+        connection.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def _classes_query(trials: pd.DataFrame, requests: str, items: str, where: str = "true") -> str:
+    """SQL over ``requests`` (:func:`_requests`) meeting ``where``, ``items`` (:func:`_items`)
+    and the parked view: one row per request with REQUEST_KEY, request_id, outcome,
+    status_code, attempts and class.
+
+    The request's item is the last one read with its request_id, parked means its id is
+    among the variant's parked records."""
     no_answer = engine.sql_list(_NO_ANSWER)
     open_trials = engine.sql_list(_open_trials(trials))
-    # The last attempt: highest attempt number, on a tie the last row read.
-    last = "(coalesce(attempt, 1)::HUGEINT * 9223372036854775808 + read_order)"
     return f"""
-    WITH requests AS (
-        SELECT variant, trial, coalesce(worker, '') AS worker, intended_at_ms,
-               arg_max_null(outcome, {last}) AS outcome,
-               arg_max_null(status_code, {last}) AS status_code,
-               arg_max_null(request_id, {last}) AS request_id,
-               max(coalesce(attempt, 1)) AS attempts
-        FROM {engine.in_read_order("client")} GROUP BY ALL
-    ), items AS (
-        SELECT variant, request_id, arg_max_null(status, read_order) AS item_status
-        FROM {engine.in_read_order("server")} WHERE request_id IS NOT NULL GROUP BY ALL
-    ), parked_ids AS (
+    WITH parked_ids AS (
         SELECT DISTINCT variant, request_id AS parked_id FROM parked
         WHERE request_id IS NOT NULL
     )
@@ -102,8 +177,10 @@ def _classes_query(trials: pd.DataFrame) -> str:
                WHEN r.outcome IN {no_answer} THEN 'no_answer'
                ELSE 'failed_transiently' END
            END AS class
-    FROM requests r
-    LEFT JOIN items i ON i.variant = r.variant AND i.request_id = r.request_id
+    FROM (SELECT * FROM "{requests}" WHERE {where}) r
+    LEFT JOIN (SELECT variant, request_id, last_status AS item_status FROM "{items}"
+               WHERE request_id IS NOT NULL) i
+           ON i.variant = r.variant AND i.request_id = r.request_id
     LEFT JOIN parked_ids p ON p.variant = r.variant AND p.parked_id = r.request_id
     """
 
@@ -112,11 +189,11 @@ def request_classes(connection: duckdb.DuckDBPyConnection, trials: pd.DataFrame)
     """One row per sent request (client view): REQUEST_KEY, request_id, outcome, status_code,
     attempts, class; sorted by REQUEST_KEY. One row per request in memory: for tests and
     inspection; :func:`accounting` counts them in the engine."""
-    query = _classes_query(trials)
-    frame = connection.execute(
-        f"SELECT * FROM ({query}) ORDER BY variant, trial, worker, intended_at_ms"
-    ).df()
-    return frame
+    with _requests(connection) as requests, _items(connection, "true") as items:
+        return connection.execute(
+            f"SELECT * FROM ({_classes_query(trials, requests, items)}) "
+            "ORDER BY variant, trial, worker, intended_at_ms"
+        ).df()
 
 
 def _dropped(trials: pd.DataFrame, variant: str) -> float:
@@ -135,17 +212,52 @@ def class_counts(counts: Mapping[str, int], trials: pd.DataFrame, variant: str) 
     return result
 
 
-def _tallies(connection: duckdb.DuckDBPyConnection, trials: pd.DataFrame) -> pd.DataFrame:
-    """Requests per variant, class and status code (0: none), with how many were retried and
-    how many were answered with success."""
-    return connection.execute(
-        f"""
-        SELECT variant, class, coalesce(status_code, 0) AS code, count(*) AS requests,
-               count(*) FILTER (WHERE attempts > 1) AS retried,
-               count(*) FILTER (WHERE outcome IN ('accepted', 'succeeded')) AS accepted
-        FROM ({_classes_query(trials)}) WHERE variant IS NOT NULL GROUP BY ALL
-        """
-    ).df()
+def _tallies(
+    connection: duckdb.DuckDBPyConnection, trials: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(requests per variant, class and status code (0: none), with how many were retried
+    and how many were answered with success; per variant the items collected, those PENDING
+    when first read and their duplicates), bucket by bucket (:data:`ITEMS_PER_BUCKET`): every
+    request and every item falls in exactly one bucket, so the counts add up."""
+    buckets = _buckets(connection)
+    tallies, collected = [], []
+    with _requests(connection) as requests:
+        for bucket in range(buckets):
+            with _items(connection, _in_bucket("request_id", buckets, bucket)) as items:
+                query = _classes_query(
+                    trials, requests, items, _in_bucket("request_id", buckets, bucket)
+                )
+                tallies.append(
+                    connection.execute(
+                        f"""
+                        SELECT variant, class, coalesce(status_code, 0) AS code,
+                               count(*) AS requests,
+                               count(*) FILTER (WHERE attempts > 1) AS retried,
+                               count(*) FILTER (WHERE outcome IN ('accepted', 'succeeded'))
+                               AS accepted
+                        FROM ({query}) WHERE variant IS NOT NULL GROUP BY ALL
+                        """
+                    ).df()
+                )
+                collected.append(
+                    connection.execute(
+                        f"""
+                        SELECT variant, count(*) AS items,
+                               count(*) FILTER (WHERE first_status = 'PENDING') AS pending,
+                               coalesce(sum(coalesce(first_duplicates, 0)), 0) AS duplicates
+                        FROM "{items}" GROUP BY variant
+                        """
+                    ).df()
+                )
+    return _summed(tallies, ["variant", "class", "code"]), _summed(collected, ["variant"])
+
+
+def _summed(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """The buckets' counts added per key (integers: exact)."""
+    whole = pd.concat(frames, ignore_index=True)
+    if len(frames) == 1 or whole.empty:
+        return whole
+    return whole.groupby(keys, as_index=False, sort=True).sum()
 
 
 def _per_variant(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, dict[str, int]]:
@@ -179,7 +291,7 @@ def tally(
     re-drive processed again), redriven_succeeded, items_collected, dropped_counted,
     rejected_by_status ("502: 3, 400: 1"). Counted in the engine over the views client,
     server and parked (``engine.register_run_folder``)."""
-    tallies = _tallies(connection, trials)
+    tallies, items_by_variant = _tallies(connection, trials)
     sent_rows = _per_variant(
         connection,
         """
@@ -190,19 +302,10 @@ def tally(
         """,
     )
     # An item is counted once, by the first row read with its request_id.
-    collected = _per_variant(
-        connection,
-        f"""
-        SELECT variant, count(*) AS items, count(*) FILTER (WHERE status = 'PENDING')
-               AS pending, coalesce(sum(coalesce(duplicates, 0)), 0) AS duplicates
-        FROM (
-            SELECT variant, request_id,
-                   arg_min_null(status, read_order) AS status,
-                   arg_min_null(duplicates, read_order) AS duplicates
-            FROM {engine.in_read_order("server")} WHERE variant IS NOT NULL GROUP BY ALL
-        ) GROUP BY variant
-        """,
-    )
+    collected = {
+        str(row["variant"]): {key: int(row[key]) for key in ("items", "pending", "duplicates")}
+        for row in items_by_variant.to_dict("records")
+    }
     rows = []
     for variant, mine in tallies.groupby("variant", observed=True):
         variant = str(variant)

@@ -155,13 +155,42 @@ def _retried_items(connection: duckdb.DuckDBPyConnection) -> int:
 
 
 def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnection) -> RunAnalysis:
-    # Passes read the engine's views (engine.ROW_TABLES) of the run.
+    # Passes read the engine's views (engine.ROW_TABLES) of the run, side by side
+    # (engine.Passes); views over in-memory frames are the connection's own, so those run
+    # one after the other on it.
     engine.register_run(connection, run)
     slo = _setting(options.slo_p99_ms, run.scenario, "slo_p99_ms", DEFAULT_SLO_P99_MS)
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
-    latency_table, latency_samples = _latency_tables(connection)
+    windows = recovery.outage_windows(run.trials)
+    workers = 1 if run.frames is not None else engine.PASS_WORKERS
+    with engine.Passes(connection, workers) as passes:
+        # The heaviest passes first, so the short ones fill in beside them.
+        accounting_ = passes.submit(accounting.tally, run.trials, run.redriven)
+        latency_ = passes.submit(_latency_tables)
+        timeline = passes.submit(_timeline, run.trials, windows, options.tolerance)
+        capacity_ = passes.submit(_capacity, slo, threshold, options.delivery)
+        cold_warm = passes.submit(latency.cold_warm_summary)
+        lag_summary = passes.submit(lag.lag_summary)
+        latency_over_time = passes.submit(latency.latency_over_time)
+        cdf = {column: passes.submit(plots.cdf_points, column) for column in CDF_COLUMNS}
+        throughput = passes.submit(latency.throughput_over_time)
+        usage = passes.submit(cost.usage, run.stack_config)
+        send_delay = passes.submit(latency.send_delay_summary)
+        per_trial = passes.submit(
+            latency.per_trial_quantiles, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
+        )
+        lag_by_start = passes.submit(lag.lag_by_start)
+        warmup_latency = passes.submit(latency.latency_summary, warmup=True)
+        outcomes = passes.submit(latency.outcome_rates)
+        lags = passes.submit(lag.lag_counts)
+        time_to_result = passes.submit(lag.time_to_result_summary)
+        errors_around_outage = passes.submit(recovery.errors_around_outage, windows)
+        poison = passes.submit(recovery.poison_delay, options.tolerance)
+        variants = passes.submit(latency.variants)
+        retried_items = passes.submit(_retried_items)
+    latency_table, latency_samples = latency_.result()
     comparison = {
         measure: compare_samples(
             latency_samples.get(("direct", measure), EMPTY),
@@ -171,54 +200,79 @@ def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnecti
         )
         for measure in latency.LATENCY_COLUMNS
     }
-    origins = lag.trial_origins(connection, run.trials)
-    backlog = lag.backlog_over_time(connection, origins)
-    windows = recovery.outage_windows(run.trials)
-    stages = capacity.stage_table(
-        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=options.delivery
-    )
-    knees = capacity.knee(stages)
-    usage = cost.usage(connection, run.stack_config)
+    backlog, lag_over_time, drain, recovered = timeline.result()
+    stages, knees, concurrency = capacity_.result()
     architecture = str(run.stack_config.get("architecture", "arm64"))
     return RunAnalysis(
         run=run,
         slo_p99_ms=slo,
         error_threshold=threshold,
         latency=latency_table,
-        warmup_latency=latency.latency_summary(connection, warmup=True),
-        cold_warm=latency.cold_warm_summary(connection),
-        outcomes=latency.outcome_rates(connection),
-        throughput=latency.throughput_over_time(connection),
-        latency_over_time=latency.latency_over_time(connection),
+        warmup_latency=warmup_latency.result(),
+        cold_warm=cold_warm.result(),
+        outcomes=outcomes.result(),
+        throughput=throughput.result(),
+        latency_over_time=latency_over_time.result(),
         variant_comparison=comparison,
-        lags=lag.lag_counts(connection),
-        lag_summary=lag.lag_summary(connection),
-        lag_by_start=lag.lag_by_start(connection),
-        lag_over_time=lag.lag_over_time(connection, origins),
+        lags=lags.result(),
+        lag_summary=lag_summary.result(),
+        lag_by_start=lag_by_start.result(),
+        lag_over_time=lag_over_time,
         backlog=backlog,
-        drain=lag.drain_summary(connection, backlog),
-        send_delay=latency.send_delay_summary(connection),
-        per_trial=latency.per_trial_quantiles(
-            connection, "latency_from_intended_ms", quantiles=(0.5, 0.9, 0.99)
-        ),
-        time_to_result=lag.time_to_result_summary(connection),
-        accounting=accounting.tally(connection, run.trials, run.redriven),
+        drain=drain,
+        send_delay=send_delay.result(),
+        per_trial=per_trial.result(),
+        time_to_result=time_to_result.result(),
+        accounting=accounting_.result(),
         outage_windows=windows,
-        errors_around_outage=recovery.errors_around_outage(connection, windows),
-        recovery=recovery.recovery_times(connection, backlog, windows, options.tolerance),
-        poison=recovery.poison_delay(connection, options.tolerance),
+        errors_around_outage=errors_around_outage.result(),
+        recovery=recovered,
+        poison=poison.result(),
         stages=stages,
         knees=knees,
-        concurrency=capacity.concurrency_at_knee(
-            connection, knees, capacity.stage_windows(connection)
-        ),
-        usage=usage,
-        costs=cost.cost_per_million(usage, options.prices, architecture),
-        cost_assumptions=cost.assumptions(options.prices, usage, run.target),
+        concurrency=concurrency,
+        usage=usage.result(),
+        costs=cost.cost_per_million(usage.result(), options.prices, architecture),
+        cost_assumptions=cost.assumptions(options.prices, usage.result(), run.target),
         currency=str(options.prices.get("currency", "USD")),
         delivery=options.delivery,
-        variants=tuple(latency.variants(connection)),
-        retried_items=_retried_items(connection),
-        cdf={column: plots.cdf_points(connection, column) for column in CDF_COLUMNS},
+        variants=tuple(variants.result()),
+        retried_items=retried_items.result(),
+        cdf={column: future.result() for column, future in cdf.items()},
         latency_samples=latency_samples,
+    )
+
+
+def _timeline(
+    connection: duckdb.DuckDBPyConnection,
+    trials: pd.DataFrame,
+    windows: pd.DataFrame,
+    tolerance: recovery.RecoveryTolerance,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The passes on the trials' time axes: backlog, lag over time, drain and recovery."""
+    origins = lag.trial_origins(connection, trials)
+    backlog = lag.backlog_over_time(connection, origins)
+    return (
+        backlog,
+        lag.lag_over_time(connection, origins),
+        lag.drain_summary(connection, backlog),
+        recovery.recovery_times(connection, backlog, windows, tolerance),
+    )
+
+
+def _capacity(
+    connection: duckdb.DuckDBPyConnection,
+    slo: float,
+    threshold: float,
+    delivery: capacity.Delivery,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stages, knees and the concurrency at the knees."""
+    stages = capacity.stage_table(
+        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=delivery
+    )
+    knees = capacity.knee(stages)
+    return (
+        stages,
+        knees,
+        capacity.concurrency_at_knee(connection, knees, capacity.stage_windows(connection)),
     )

@@ -14,9 +14,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
-from analysis.stats import ALPHA, _ranks
+from analysis.stats import ALPHA, _ranks, _t_ppf
 
 __all__ = ["Coverage", "coverage", "true_quantile"]
 
@@ -55,7 +54,7 @@ def coverage(
     rng = np.random.default_rng(seed)
     per_trial = n // trials
     total = per_trial * trials
-    t_factor = float(scipy_stats.t.ppf(1 - ALPHA / 2, trials - 1)) / math.sqrt(trials)
+    t_factor = _t_ppf(1 - ALPHA / 2, trials - 1) / math.sqrt(trials)
     hits_pooled = dict.fromkeys(quantiles, 0)
     hits_trials = dict.fromkeys(quantiles, 0)
     batch = max(1, _BATCH_VALUES // total)

@@ -39,7 +39,7 @@ from analysis.synthetic import (
 )
 from reports import schema
 
-__all__ = ["CHUNK_ROWS", "PART_ROWS", "PartsWritten", "write_run_in_parts"]
+__all__ = ["CHUNK_ROWS", "PART_ROWS", "REQUEST_ID_STYLES", "PartsWritten", "write_run_in_parts"]
 
 PART_ROWS = 1_000_000
 # Requests generated at once: one row group of a part (memory holds one, not the whole part).
@@ -119,6 +119,21 @@ def _ids(variant: str, trial: int, index: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise(f"{variant[0]}{trial}-", numbers, "")
 
 
+REQUEST_ID_STYLES = ("short", "uuid")
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Where a UUID's 32 hex digits go among its 36 characters (8-4-4-4-12, dashes between).
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _uuid_ids(rng: np.random.Generator, count: int) -> pa.Array:
+    """``count`` random ids shaped like API Gateway's request ids (36-character UUIDs, e.g.
+    ``c6af9ac6-7b61-11e6-9a41-93e8deadbeef``): a real run's ids cost 36 bytes each in every
+    hash table and parquet page that holds them, not the 4-10 of the short ids."""
+    characters = np.full((count, 36), ord("-"), dtype=np.uint8)
+    characters[:, _UUID_DIGITS] = _HEX[rng.integers(0, 16, size=(count, 32), dtype=np.uint8)]
+    return pa.array(characters.view("S36").ravel(), type=pa.binary(36)).cast(pa.string())
+
+
 def write_run_in_parts(
     run_dir: Path,
     spec: SyntheticSpec,
@@ -126,11 +141,16 @@ def write_run_in_parts(
     *,
     part_rows: int = PART_ROWS,
     on_part: Callable[[str], None] | None = None,
+    request_ids: str = "short",
 ) -> PartsWritten:
     """Write a run of ``spec`` to ``run_dir`` in parts of at most ``part_rows`` requests (see
-    the module doc); ``on_part`` is called with each part's name once it is written."""
+    the module doc); ``on_part`` is called with each part's name once it is written.
+    ``request_ids``: "short" (build_run's ``d1-0``, ``s2-17``...) or "uuid" (random ids the
+    length of API Gateway's, drawn per trial and chunk: what a benchmark should read)."""
     if part_rows < 1:
         raise ValueError("part_rows must be at least 1")
+    if request_ids not in REQUEST_ID_STYLES:
+        raise ValueError(f"request_ids must be one of {REQUEST_ID_STYLES}, not {request_ids!r}")
     run_dir = Path(run_dir)
     firsts, starts, rates, counts = _schedule(spec)
     count = int(counts.sum())
@@ -188,7 +208,11 @@ def write_run_in_parts(
                     sent, carry.sent_max = _fifo_part(
                         intended, 1000.0 / spec.generator_limit_per_s, low, carry.sent_max
                     )
-                ids = _ids(variant, trial, index)
+                ids = (
+                    _ids(variant, trial, index)
+                    if request_ids == "short"
+                    else _uuid_ids(np.random.default_rng([spec.seed, trial, 2, low]), len(index))
+                )
                 poison = poison_rng.random(len(index)) < spec.poison_share
                 n = len(index)
 

@@ -5,7 +5,8 @@ and <= 500 MB peak; 20M + 20M rows <= 90 s and <= 2 GB peak.
     .venv/bin/python scripts/bench_analysis.py [--rows N] [--keep DIR] [--repeat 3]
         [--memory-limit 1GB]
 
-The run folder is generated once (``--keep DIR`` keeps it and reuses it next time), part by
+The run folder is generated once (``--keep DIR`` keeps it and reuses it next time), with
+request ids as long as API Gateway's (``--request-ids short`` for build_run's), part by
 part with bounded memory (``analysis.synthetic_parts``: parts of at most 1,000,000 requests),
 in a child process whose wall time and peak resident memory are printed. Each report runs in a
 fresh process, exactly what `asyncbench report RUN_DIR` does (load, analyse, render, write); its
@@ -16,6 +17,7 @@ read from the kernel when it exits (wait4).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -25,13 +27,15 @@ import time
 from pathlib import Path
 
 from analysis.synthetic import SyntheticSpec
-from analysis.synthetic_parts import write_run_in_parts
+from analysis.synthetic_parts import REQUEST_ID_STYLES, write_run_in_parts
 
 TARGETS = {1_000_000: (5.0, 500.0), 20_000_000: (90.0, 2048.0)}  # rows: (wall s, peak MB)
 
 
-def _generate(rows: int, run_dir: Path) -> None:
-    written = write_run_in_parts(run_dir, _spec(rows), "bench")
+def _generate(rows: int, run_dir: Path, request_ids: str) -> None:
+    written = write_run_in_parts(
+        run_dir, _spec(rows), f"bench-{request_ids}-ids", request_ids=request_ids
+    )
     print(
         f"generated {written.client_rows:,} client, {written.server_rows:,} server and "
         f"{written.metric_rows:,} metric rows in {written.parts:,} parts",
@@ -79,17 +83,25 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the run folder here (reused if there)")
     parser.add_argument("--repeat", type=int, default=3, help="reports to time (0: generate only)")
     parser.add_argument("--memory-limit", help="report --memory-limit (default: the engine's)")
+    parser.add_argument(
+        "--request-ids",
+        choices=REQUEST_ID_STYLES,
+        default="uuid",
+        help="uuid: 36-character ids as API Gateway gives (default); short: build_run's",
+    )
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate_only:  # the child process that writes the run folder
-        _generate(args.rows, args.keep)
+        _generate(args.rows, args.keep, args.request_ids)
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = args.keep or Path(scratch) / "bench-run"
         if (run_dir / "manifest.json").is_file():
-            print(f"reusing {run_dir}", flush=True)
+            run_id = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["run_id"]
+            print(f"reusing {run_dir} (run id {run_id})", flush=True)
         else:
             command = [sys.executable, __file__, "--generate-only", "--rows", str(args.rows)]
+            command += ["--request-ids", args.request_ids]
             wall, cpu, peak = _measure([*command, "--keep", str(run_dir)], "generation")
             size = sum(path.stat().st_size for path in run_dir.rglob("*") if path.is_file())
             print(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from analysis import accounting as accounting_module
 from analysis import engine
 from analysis.accounting import accounting, request_classes
+from analysis.load import load_run
+from analysis.synthetic import SyntheticSpec, build_run, write_run
 from reports import schema
 from reports.schema import write_table
 
@@ -84,3 +89,35 @@ def _full(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(
         **{key: value for key, value in defaults.items() if key not in frame and key in names}
     )
+
+
+def test_the_tally_in_buckets_counts_what_one_bucket_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items and requests split by a hash of the request id (ITEMS_PER_BUCKET) give the same
+    tally as all at once: every request and item falls in exactly one bucket. The run has
+    retries, lost, parked, pending, re-collected and duplicated items and a NULL-id item."""
+    spec = SyntheticSpec(
+        scenario="outage", outage=(5.0, 3.0), repetitions=1, stages=((20.0, 30.0),),
+        poison_share=0.05,
+    )  # fmt: skip
+    synthetic = build_run(spec, "buckets-1")
+    server = synthetic.server
+    again = server.iloc[:40].assign(status="PENDING", duplicates=3)  # read again, earlier part
+    nameless = server.iloc[:1].assign(request_id=None)
+    run_dir = write_run(
+        tmp_path / "run",
+        dataclasses.replace(synthetic, server=pd.concat([again, server, nameless])),
+    )
+    run = load_run(run_dir)
+    tallies = {}
+    for per_bucket in (10**9, 50):
+        monkeypatch.setattr(accounting_module, "ITEMS_PER_BUCKET", per_bucket)
+        monkeypatch.setattr(accounting_module, "MAX_BUCKETS", 100)
+        with engine.connect() as connection:
+            engine.register_run(connection, run)
+            if per_bucket == 50:
+                assert accounting_module._buckets(connection) > 4
+            tallies[per_bucket] = accounting_module.tally(connection, run.trials, run.redriven)
+    pd.testing.assert_frame_equal(tallies[50], tallies[10**9])
+    assert tallies[50]["duplicates"].sum() > 0 and tallies[50]["pending"].sum() > 0

@@ -25,7 +25,7 @@ def test_bench_script_reports_its_figures(tmp_path: Path) -> None:
     generated = [line for line in first if line.startswith("generate+write: ")]
     assert len(generated) == 1 and "MB peak" in generated[0] and "MB on disk" in generated[0]
     assert any(line.startswith("generated 8,000 client, ") for line in first)
-    assert second[0] == f"reusing {tmp_path / 'run'}"
+    assert second[0] == f"reusing {tmp_path / 'run'} (run id bench-uuid-ids)"
     assert (tmp_path / "run" / "manifest.json").is_file()
     for lines in runs:
         assert any(line.startswith("report 1: ") and "s CPU" in line for line in lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,3 +155,34 @@ def test_order_statistics_by_sorted_lists_and_by_selection_are_numpys(
         ].to_numpy()
         expected = np.quantile(values, probabilities)
         assert np.array_equal(np.array(row[3:], dtype=float), expected), (row.variant, row.trial)
+
+
+def test_passes_run_side_by_side_on_cursors_of_one_database(tmp_path: Path) -> None:
+    """Two passes overlap (each waits for the other at a barrier: run one after the other,
+    the first would time out), both read the connection's views, each on its own cursor."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=30)
+
+    def count(connection: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int]:
+        barrier.wait()
+        found = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert found is not None
+        return id(connection), int(found[0])
+
+    with engine.connect() as connection:
+        connection.execute("CREATE VIEW numbers AS SELECT * FROM range(10)")
+        with engine.Passes(connection, workers=2) as passes:
+            first, second = passes.submit(count, "numbers"), passes.submit(count, "numbers")
+        (cursor_a, rows_a), (cursor_b, rows_b) = first.result(), second.result()
+        assert rows_a == rows_b == 10
+        assert len({cursor_a, cursor_b, id(connection)}) == 3
+        with engine.Passes(connection, workers=1) as passes:  # on the connection, at once
+            at_once = passes.submit(lambda cursor: (cursor is connection, 1))
+        assert at_once.done() and at_once.result() == (True, 1)
+        with pytest.raises(duckdb.CatalogException), engine.Passes(connection, 2) as passes:
+            passes.submit(_missing).result()
+
+
+def _missing(connection: duckdb.DuckDBPyConnection) -> None:
+    connection.execute("SELECT * FROM no_such_table")

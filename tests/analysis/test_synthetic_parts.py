@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import synthetic_parts
+from analysis.analyze import Options, analyze_run
+from analysis.load import load_prices, load_run
 from analysis.synthetic import SyntheticSpec, build_run, synthetic_manifest, true_quantile
 from analysis.synthetic_parts import write_run_in_parts
 from reports import schema
@@ -173,3 +175,22 @@ def test_parts_are_written_a_row_group_at_a_time(
         pd.testing.assert_frame_equal(
             _sorted(_read(chunked.run_dir, spec), keys), _sorted(_read(streamed, spec), keys)
         )
+
+
+def test_uuid_request_ids_are_unique_uuid_shaped_and_match_items(tmp_path: Path) -> None:
+    """request_ids="uuid": every id is 36 characters 8-4-4-4-12 of hex, ids are unique, and
+    each stored item carries the id its request was answered with (the analysis finds the
+    same classes as with short ids)."""
+    short = write_run_in_parts(tmp_path / "short", FULL, "parts-1", part_rows=37)
+    uuid = write_run_in_parts(tmp_path / "uuid", FULL, "parts-1", part_rows=37, request_ids="uuid")
+    client = _read(uuid.run_dir, schema.CLIENT)
+    ids = client["request_id"].dropna()
+    assert ids.str.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").all()
+    assert ids.is_unique
+    server = _read(uuid.run_dir, schema.SERVER)
+    assert set(server["request_id"]) <= set(ids)
+    with pytest.raises(ValueError, match="request_ids must be one of"):
+        write_run_in_parts(tmp_path / "bad", FULL, request_ids="long")
+    options = Options(prices=load_prices())
+    tallies = [analyze_run(load_run(run.run_dir), options).accounting for run in (short, uuid)]
+    pd.testing.assert_frame_equal(tallies[0], tallies[1])
