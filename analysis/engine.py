@@ -86,7 +86,12 @@ def default_memory_limit() -> str:
 
 @contextlib.contextmanager
 def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB connection with a memory limit and its own spill directory."""
+    """An in-memory DuckDB connection with a memory limit and its own spill directory.
+
+    Memory the limit does not count is kept small: no cache of the parquet parts' bytes (the
+    operating system's page cache holds them already) and the allocator hands freed memory
+    back once a task has peaked past 32MB rather than 128MB (1M + 1M rows: 539 -> 507 MB peak
+    resident)."""
     spill = tempfile.mkdtemp(prefix="asyncbench-engine-")
     connection = duckdb.connect(
         ":memory:",
@@ -94,6 +99,8 @@ def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnecti
             "memory_limit": memory_limit or default_memory_limit(),
             "temp_directory": spill,
             "preserve_insertion_order": False,
+            "enable_external_file_cache": False,
+            "allocator_flush_threshold": "32MB",
         },
     )
     try:
