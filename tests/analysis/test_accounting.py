@@ -121,3 +121,23 @@ def test_the_tally_in_buckets_counts_what_one_bucket_counts(
             tallies[per_bucket] = accounting_module.tally(connection, run.trials, run.redriven)
     pd.testing.assert_frame_equal(tallies[50], tallies[10**9])
     assert tallies[50]["duplicates"].sum() > 0 and tallies[50]["pending"].sum() > 0
+
+
+def test_rows_with_missing_key_parts_are_one_request_as_grouping_makes_them() -> None:
+    """A missing worker or intended time is a key part like any other (NULL matches NULL, as
+    GROUP BY has it): two rows of such a key are one request, its last attempt decides."""
+    client = _client(
+        [
+            ("storage_first", 1, None, float("nan"), 1, "timeout", None),  # type: ignore[list-item]
+            ("storage_first", 1, None, float("nan"), 2, "accepted", "a"),  # type: ignore[list-item]
+            ("storage_first", 1, "w", 5.0, 1, "accepted", "b"),
+        ]
+    )
+    client.loc[0:1, "intended_at_ms"] = None
+    server = _server([("storage_first", 1, "a", "SUCCEEDED", 0)])
+    trials = pd.DataFrame({"variant": ["storage_first"], "trial": [1], "unfinished": [0]})
+    with engine.frames_connection(client=client, server=server) as connection:
+        classes = request_classes(connection, trials)
+    assert classes["worker"].tolist() == ["", "w"]
+    assert classes["class"].tolist() == ["succeeded", "lost"]
+    assert classes["attempts"].tolist() == [2, 1]
