@@ -155,16 +155,16 @@ def _retried_items(connection: duckdb.DuckDBPyConnection) -> int:
 
 
 def _analyze_run(run: Run, options: Options, connection: duckdb.DuckDBPyConnection) -> RunAnalysis:
-    # Passes read the engine's views (engine.ROW_TABLES) of the run, side by side
-    # (engine.Passes); views over in-memory frames are the connection's own, so those run
-    # one after the other on it.
+    # Passes read the engine's views (engine.ROW_TABLES) of the run, side by side when the run
+    # is small for the memory limit (engine.pass_workers); views over in-memory frames are the
+    # connection's own, so those run one after the other on it.
     engine.register_run(connection, run)
     slo = _setting(options.slo_p99_ms, run.scenario, "slo_p99_ms", DEFAULT_SLO_P99_MS)
     threshold = _setting(
         options.error_threshold, run.scenario, "error_threshold", DEFAULT_ERROR_THRESHOLD
     )
     windows = recovery.outage_windows(run.trials)
-    workers = 1 if run.frames is not None else engine.PASS_WORKERS
+    workers = 1 if run.frames is not None else engine.pass_workers(connection, run.client_rows)
     with engine.Passes(connection, workers) as passes:
         # The heaviest passes first, so the short ones fill in beside them.
         accounting_ = passes.submit(accounting.tally, run.trials, run.redriven)

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_MEMORY_CAP_MB",
     "DEFAULT_MEMORY_FRACTION",
     "ORDER_COLUMNS",
+    "PASS_BYTES_PER_ROW",
     "PASS_WORKERS",
     "ROW_TABLES",
     "Passes",
@@ -60,7 +61,9 @@ __all__ = [
     "in_read_order",
     "linear_quantile",
     "materialized",
+    "memory_limit_bytes",
     "ordered_column",
+    "pass_workers",
     "quantiles",
     "register_frames",
     "register_run",
@@ -111,10 +114,36 @@ def connect(memory_limit: str | None = None) -> Iterator[duckdb.DuckDBPyConnecti
 
 
 PASS_WORKERS = 2
-"""Passes a report runs side by side (:class:`Passes`). A pass alternates between DuckDB,
-which releases the GIL and has its own threads, and Python on the small tables it returns;
-two passes at once keep both going (1M + 1M rows: 17% less wall time for the passes, within
-the same memory limit, which the cursors share)."""
+"""Passes a report runs side by side (:class:`Passes`) when the run is small for the memory
+limit (:func:`pass_workers`). A pass alternates between DuckDB, which releases the GIL, and
+Python on the small tables it returns; two at once keep both cores busy (1M + 1M rows: 6.5 ->
+5.2 s). On a large run each query keeps both cores busy on its own, and two passes sharing
+the memory limit spill more (20M + 20M rows: 83 s and 1.85 GB one at a time, 95 s and 2.1 GB
+two at a time)."""
+
+PASS_BYTES_PER_ROW = 220
+"""Memory the largest pass holds per client row (1M + 1M rows with 36-character ids: the
+tally and the cold/warm join, ~140-220 MB): two passes run at once only while two of them fit
+in the memory limit."""
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def memory_limit_bytes(connection: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory limit in bytes (DuckDB reports it as e.g. "1.4 GiB")."""
+    found = connection.execute("SELECT current_setting('memory_limit')").fetchone()
+    text = str(found[0] if found else "").strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    return int(float(number) * _UNITS[text[len(number) :].strip()])
+
+
+def pass_workers(connection: duckdb.DuckDBPyConnection, rows: int) -> int:
+    """PASS_WORKERS when two passes over ``rows`` client rows fit in the memory limit at
+    once (PASS_BYTES_PER_ROW each), else 1."""
+    fits = 2 * rows * PASS_BYTES_PER_ROW <= memory_limit_bytes(connection)
+    return PASS_WORKERS if fits else 1
+
 
 _T = TypeVar("_T")
 

@@ -186,3 +186,16 @@ def test_passes_run_side_by_side_on_cursors_of_one_database(tmp_path: Path) -> N
 
 def _missing(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute("SELECT * FROM no_such_table")
+
+
+@pytest.mark.parametrize(
+    ("limit", "rows", "workers"),
+    [("1GB", 1_000_000, 2), ("1GB", 10_000_000, 1), ("300MB", 1_000_000, 1), ("8GB", 0, 2)],
+)
+def test_two_passes_at_once_only_while_two_fit_in_the_memory_limit(
+    limit: str, rows: int, workers: int
+) -> None:
+    with engine.connect(limit) as connection:
+        size = engine.memory_limit_bytes(connection)
+        assert abs(size - {"1GB": 1e9, "300MB": 3e8, "8GB": 8e9}[limit]) < 0.05 * size
+        assert engine.pass_workers(connection, rows) == workers
