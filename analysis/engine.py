@@ -163,6 +163,12 @@ class Passes:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
+        # The cores shared out between the passes: each query then uses its share, not all of
+        # them (1M + 1M rows, 2 cores: 5.0 -> 4.9 s).
+        found = connection.execute("SELECT current_setting('threads')").fetchone()
+        self._threads = int(found[0]) if found else 1
+        if self._pool is not None:
+            connection.execute(f"SET threads = {max(1, self._threads // workers)}")
 
     def __enter__(self) -> Passes:
         return self
@@ -172,6 +178,8 @@ class Passes:
             self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
         for cursor in self._cursors:
             cursor.close()
+        if self._pool is not None:
+            self._connection.execute(f"SET threads = {self._threads}")
 
     def submit(
         self,

@@ -177,6 +177,13 @@ def test_passes_run_side_by_side_on_cursors_of_one_database(tmp_path: Path) -> N
         (cursor_a, rows_a), (cursor_b, rows_b) = first.result(), second.result()
         assert rows_a == rows_b == 10
         assert len({cursor_a, cursor_b, id(connection)}) == 3
+        threads = connection.execute("SELECT current_setting('threads')").fetchone()
+        with engine.Passes(connection, workers=2) as passes:  # the cores shared out, then back
+            shared = passes.submit(
+                lambda cursor: cursor.execute("SELECT current_setting('threads')").fetchone()
+            )
+        assert threads is not None and shared.result() == (max(1, threads[0] // 2),)
+        assert connection.execute("SELECT current_setting('threads')").fetchone() == threads
         with engine.Passes(connection, workers=1) as passes:  # on the connection, at once
             at_once = passes.submit(lambda cursor: (cursor is connection, 1))
         assert at_once.done() and at_once.result() == (True, 1)
