@@ -266,13 +266,10 @@ def _capacity(
     threshold: float,
     delivery: capacity.Delivery,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Stages, knees and the concurrency at the knees."""
+    """Stages, knees and the concurrency at the knees (the stages' windows computed once)."""
+    windows = capacity.stage_windows(connection)
     stages = capacity.stage_table(
-        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=delivery
+        connection, slo_p99_ms=slo, error_threshold=threshold, delivery=delivery, windows=windows
     )
     knees = capacity.knee(stages)
-    return (
-        stages,
-        knees,
-        capacity.concurrency_at_knee(connection, knees, capacity.stage_windows(connection)),
-    )
+    return stages, knees, capacity.concurrency_at_knee(connection, knees, windows)

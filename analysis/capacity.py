@@ -142,12 +142,13 @@ def stage_table(
     slo_p99_ms: float,
     error_threshold: float,
     delivery: Delivery | None = None,
+    windows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per variant and load stage: offered rate, sends by actual time and late share
     (delivery), status (STATUSES), achieved rate, p99 from actual and from intended send with
     the latter's upper 95% bound (NaN: unbounded), error share, whether the stage passes, and
     server-side accepted/processed rates in its window. Computed in the engine over the
-    client and server views."""
+    client and server views. ``windows``: :func:`stage_windows`' table, when the caller has it."""
     delivery = delivery or Delivery()
     stage_rows = f"SELECT * FROM ({_STAGE_ROWS}) WHERE variant IS NOT NULL"
     success = engine.sql_list(SUCCESS_OUTCOMES)
@@ -164,7 +165,7 @@ def stage_table(
     ).df()
     if groups.empty:
         return pd.DataFrame(columns=STAGE_COLUMNS)
-    windows = stage_windows(connection)
+    windows = stage_windows(connection) if windows is None else windows
     sent = _in_windows(
         connection, windows, f"SELECT * FROM ({_STAGE_ROWS}) WHERE first_", "sent_at_ms"
     )
